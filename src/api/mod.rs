@@ -1,0 +1,178 @@
+//! HTTP routes. Handlers are thin: extractors parse and validate, `auth` checks scopes once per
+//! route, `delivery` owns HTTP semantics, storage and catalog own bytes and rows.
+
+mod auth;
+mod body;
+mod delivery;
+mod extract;
+mod files;
+mod ops;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+    Router,
+};
+use http::{header, HeaderValue, Method};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    set_header::SetResponseHeaderLayer,
+};
+
+pub use self::auth::{hash_token, new_token};
+use crate::{
+    catalog::{DynCatalog, FileRecord, Scope},
+    delivery::signature::Signer,
+    error::ApiError,
+    ids::FileId,
+    storage::DynStorage,
+};
+
+/// Settings the handlers need, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub public_url: String,
+    pub max_upload_bytes: u64,
+    pub body_idle_timeout: Duration,
+    pub min_upload_rate: u64,
+    /// SHA-256 of REELAY_ADMIN_KEY; the key itself is not kept.
+    pub admin_key_sha256: Option<[u8; 32]>,
+    pub api_cors_origins: Vec<String>,
+    pub delivery_cors_origins: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: DynStorage,
+    pub catalog: DynCatalog,
+    pub signer: Arc<Signer>,
+    pub settings: Arc<Settings>,
+    pub metrics: PrometheusHandle,
+    /// File records for the delivery hot path. Content under an id never changes, so an entry
+    /// is only ever invalidated by a delete.
+    pub file_cache: moka::future::Cache<FileId, Arc<FileRecord>>,
+}
+
+impl AppState {
+    /// The file's record from the in-process cache, or from the catalog on a miss. Misses are
+    /// not cached, so a file is served as soon as its row exists.
+    pub async fn file_record(&self, id: &FileId) -> Result<Option<Arc<FileRecord>>, ApiError> {
+        if let Some(record) = self.file_cache.get(id).await {
+            return Ok(Some(record));
+        }
+        let Some(record) = self.catalog.get_file(id).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.file_cache.insert(id.clone(), record.clone()).await;
+        Ok(Some(record))
+    }
+}
+
+/// JSON request bodies (signed-URL requests, ...) are small.
+const JSON_BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let require = |scope| middleware::from_fn_with_state((state.clone(), scope), auth::require);
+
+    let api = Router::new()
+        .route(
+            "/v1/files",
+            post(files::create)
+                .layer(DefaultBodyLimit::disable())
+                .route_layer(require(Scope::FilesWrite))
+                .merge(get(files::list).route_layer(require(Scope::FilesRead))),
+        )
+        .route(
+            "/v1/files/{id}",
+            get(files::show)
+                .route_layer(require(Scope::FilesRead))
+                .merge(
+                    axum::routing::delete(files::remove).route_layer(require(Scope::FilesWrite)),
+                ),
+        )
+        .route(
+            "/v1/files/{id}/signed-url",
+            post(files::signed_url).route_layer(require(Scope::FilesRead)),
+        )
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(api_cors(&state.settings.api_cors_origins));
+
+    let delivery = Router::new()
+        // OPTIONS is routed so that the CORS layer sees preflights (axum layers wrap handlers).
+        .route("/files/{id}", get(delivery::file).options(ops::no_content))
+        .route(
+            "/files/{id}/{name}",
+            get(delivery::file).options(ops::no_content),
+        )
+        .layer(delivery_cors(&state.settings.delivery_cors_origins));
+
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics));
+
+    Router::new()
+        .merge(api)
+        .merge(delivery)
+        .merge(ops)
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn(crate::metrics::track))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .with_state(state)
+}
+
+fn origins(list: &[String]) -> Vec<HeaderValue> {
+    list.iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect()
+}
+
+/// Delivery answers cross-origin reads so players and web apps on another origin can fetch.
+fn delivery_cors(allowed: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::HEAD])
+        .allow_headers([
+            header::RANGE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+        ])
+        .expose_headers([
+            header::CONTENT_RANGE,
+            header::CONTENT_LENGTH,
+            header::ETAG,
+            header::ACCEPT_RANGES,
+            header::CONTENT_DISPOSITION,
+            header::LAST_MODIFIED,
+        ])
+        .max_age(Duration::from_secs(86400));
+    if allowed.iter().any(|o| o.trim() == "*") {
+        // One cached copy serves every origin: no Vary: Origin to split an edge's cache.
+        layer.allow_origin(AllowOrigin::any()).vary([])
+    } else {
+        layer.allow_origin(AllowOrigin::list(origins(allowed)))
+    }
+}
+
+/// The management API is called from browsers only on the configured origins.
+fn api_cors(allowed: &[String]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins(allowed)))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}

@@ -1,0 +1,4 @@
+//! Client and admin subcommands. `serve` lives in `server`.
+
+pub mod keys;
+pub mod upload;

@@ -1,0 +1,194 @@
+//! Every setting is a flag and a `REELAY_*` environment variable (clap), with defaults that run
+//! the embedded setup: fs storage and SQLite under `./data`. All environment access lives here.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reelay",
+    version,
+    about = "File and media delivery: upload, store, stream, sign"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format for the server's logs.
+    #[arg(long, env = "REELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and delivery server.
+    Serve(Box<ServeConfig>),
+    /// Upload a file to a running server and print its URL.
+    Upload(crate::cli::upload::UploadArgs),
+    /// Create, list and revoke API keys (works on the catalog directly).
+    Keys(crate::cli::keys::KeysArgs),
+}
+
+/// A secret that never shows in Debug output or logs.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageKind {
+    Fs,
+}
+
+/// Where metadata and bytes live; shared by `serve` and the admin subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
+    /// Directory for fs storage, the SQLite catalog and generated signing keys.
+    #[arg(long, env = "REELAY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Catalog database; default `sqlite://<data dir>/reelay.db`.
+    #[arg(long, env = "REELAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Storage backend for object bytes.
+    #[arg(long, env = "REELAY_STORAGE", value_enum, default_value_t = StorageKind::Fs)]
+    pub storage: StorageKind,
+}
+
+impl StoreConfig {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("reelay.db").display()))
+    }
+
+    pub fn objects_dir(&self) -> PathBuf {
+        self.data_dir.join("objects")
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// Address to listen on.
+    #[arg(long, env = "REELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base of every URL the API returns (a CDN or a delivery host in production);
+    /// default: derived from the listen address.
+    #[arg(long, env = "REELAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// A bearer key with every right, for bootstrapping and tests.
+    #[arg(long, env = "REELAY_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<Secret>,
+    /// `kid:secret,...`; the first signs, all verify. Default: generated under the data dir.
+    #[arg(long, env = "REELAY_SIGNING_KEYS", hide_env_values = true)]
+    pub signing_keys: Option<Secret>,
+    /// Largest accepted upload, in bytes (413 above it).
+    #[arg(long, env = "REELAY_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// Origins allowed to call the management API from a browser (comma-separated); none by default.
+    #[arg(long, env = "REELAY_API_CORS_ORIGINS", value_delimiter = ',')]
+    pub api_cors_origins: Vec<String>,
+    /// `Access-Control-Allow-Origin` for delivery paths: `*` or a comma-separated list.
+    #[arg(
+        long,
+        env = "REELAY_DELIVERY_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub delivery_cors_origins: Vec<String>,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "REELAY_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds an upload body may stall before the request is refused.
+    #[arg(long, env = "REELAY_BODY_IDLE_TIMEOUT", default_value_t = 30)]
+    pub body_idle_timeout_secs: u64,
+    /// Minimum average upload rate in bytes/s, checked over 30 s windows (0 disables).
+    #[arg(long, env = "REELAY_MIN_UPLOAD_RATE", default_value_t = 1024)]
+    pub min_upload_rate: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "REELAY_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Seconds between sweeps for blobs no catalog row references.
+    #[arg(long, env = "REELAY_SWEEP_INTERVAL", default_value_t = 3600)]
+    pub sweep_interval_secs: u64,
+    /// A blob must be this many seconds old before the sweeper may remove it, so that an
+    /// upload whose row is about to be written is never swept.
+    #[arg(long, env = "REELAY_SWEEP_GRACE", default_value_t = 3600)]
+    pub sweep_grace_secs: u64,
+    /// How many file records the delivery path keeps in memory.
+    #[arg(long, env = "REELAY_METADATA_CACHE_ENTRIES", default_value_t = 100_000)]
+    pub metadata_cache_entries: u64,
+}
+
+impl ServeConfig {
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    pub fn body_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_idle_timeout_secs)
+    }
+
+    /// Defaults for tests and embedding: everything under `data_dir`, port 0.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::try_parse_from(["serve"]).expect("defaults parse");
+        config.store.data_dir = data_dir.into();
+        config.listen = "127.0.0.1:0".parse().expect("valid address");
+        config
+    }
+
+    fn try_parse_from(args: [&str; 1]) -> Result<Self, clap::Error> {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeConfig,
+        }
+        // Built without reading the environment, so a test is not shaped by the shell it runs in.
+        let matches = <Wrapper as clap::CommandFactory>::command()
+            .mut_args(|a| a.env(None::<&str>))
+            .try_get_matches_from(args)?;
+        <Wrapper as clap::FromArgMatches>::from_arg_matches(&matches).map(|w| w.serve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn test_defaults_ignore_the_environment() {
+        let config = ServeConfig::for_data_dir("/tmp/x");
+        assert_eq!(config.max_upload_bytes, 5 * 1024 * 1024 * 1024);
+        assert_eq!(config.delivery_cors_origins, vec!["*".to_string()]);
+    }
+}

@@ -1,0 +1,74 @@
+//! HTTP semantics for every download path (files now, media later): ranges, preconditions,
+//! Content-Disposition, cache policy and signatures as small pure functions, and one response
+//! builder that puts them together. Handlers only look up what to serve and call `respond`.
+
+pub mod cache;
+pub mod conditional;
+pub mod disposition;
+pub mod range;
+mod response;
+pub mod signature;
+
+pub use response::{respond, Representation, Source};
+
+use std::time::SystemTime;
+
+use http::StatusCode;
+
+use self::{
+    cache::CachePolicy,
+    disposition::{content_disposition, default_disposition, DispositionType},
+    signature::SignedParams,
+};
+use crate::{catalog::FileRecord, error::ApiError, ids::FileId};
+
+/// What a file signature covers: the file's path, whatever name follows it.
+pub fn file_scope(id: &FileId) -> String {
+    format!("/files/{id}")
+}
+
+/// How a stored file is served; `signed` are the parameters of a verified signature, if any.
+/// Response-shaping parameters count only when signed.
+pub fn file_representation(
+    record: &FileRecord,
+    signed: Option<&SignedParams>,
+    now: u64,
+) -> Result<Representation, ApiError> {
+    let param = |name: &str| signed.and_then(|s| s.params.get(name)).map(String::as_str);
+    let kind = match param("disposition") {
+        Some(value) => DispositionType::parse(value).ok_or_else(|| {
+            ApiError::bad_request("disposition must be \"inline\" or \"attachment\"")
+        })?,
+        None => default_disposition(&record.content_type),
+    };
+    let filename = param("filename")
+        .or(record.filename.as_deref())
+        .unwrap_or(record.id.as_str());
+    let cache = match signed {
+        Some(s) => CachePolicy::Signed {
+            remaining: s.expires_at.saturating_sub(now),
+        },
+        None => CachePolicy::Immutable,
+    };
+    Ok(Representation {
+        size: record.size,
+        etag: conditional::strong_etag_from_sha256(&record.sha256),
+        last_modified: SystemTime::from(record.created_at),
+        content_type: record.content_type.clone(),
+        content_disposition: Some(content_disposition(kind, filename)),
+        cache,
+        surrogate_key: record.id.to_string(),
+    })
+}
+
+/// A delivery miss: cacheable for a few seconds, since the id may have been deleted.
+pub fn not_found() -> ApiError {
+    ApiError::not_found().with_header(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static(cache::NOT_FOUND),
+    )
+}
+
+pub fn signature_refused(e: signature::SignatureError) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+}

@@ -1,0 +1,13 @@
+//! Reelay: file and media delivery. See README.md and ../shared/DESIGN.md for the shape.
+
+pub mod api;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod server;
+pub mod storage;
+pub mod sweeper;

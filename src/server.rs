@@ -1,0 +1,155 @@
+//! Builds the application from its config and runs the HTTP server: hyper with a header-read
+//! timeout (axum's own `serve` installs no timer), and a graceful shutdown that lets in-flight
+//! downloads finish.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::{
+    api::{self, AppState, Settings},
+    catalog,
+    config::ServeConfig,
+    delivery::signature::Signer,
+    storage::{DynStorage, FsStorage},
+};
+
+pub struct App {
+    pub state: AppState,
+    pub listener: TcpListener,
+    pub addr: SocketAddr,
+    config: ServeConfig,
+}
+
+pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tokio::fs::create_dir_all(&config.store.data_dir)
+        .await
+        .with_context(|| format!("creating data dir {}", config.store.data_dir.display()))?;
+
+    let storage: DynStorage = Arc::new(FsStorage::open(config.store.objects_dir()).await?);
+    let catalog = catalog::open(&config.store.database_url()).await?;
+    let signer = match &config.signing_keys {
+        Some(spec) => Signer::from_spec(&spec.0).context("REELAY_SIGNING_KEYS")?,
+        None => Signer::load_or_create(&config.store.data_dir.join("signing-keys")).await?,
+    };
+    let settings = Settings {
+        public_url: config.public_url(addr),
+        max_upload_bytes: config.max_upload_bytes,
+        body_idle_timeout: config.body_idle_timeout(),
+        min_upload_rate: config.min_upload_rate,
+        admin_key_sha256: config.admin_key.as_ref().map(|k| api::hash_token(&k.0)),
+        api_cors_origins: config.api_cors_origins.clone(),
+        delivery_cors_origins: config.delivery_cors_origins.clone(),
+    };
+    let state = AppState {
+        storage,
+        catalog,
+        signer: Arc::new(signer),
+        settings: Arc::new(settings),
+        metrics: crate::metrics::handle(),
+        file_cache: moka::future::Cache::new(config.metadata_cache_entries),
+    };
+    Ok(App {
+        state,
+        listener,
+        addr,
+        config,
+    })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and waits (up to the grace period)
+/// for in-flight requests.
+pub async fn run(app: App, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let App {
+        state,
+        listener,
+        addr,
+        config,
+    } = app;
+    let sweeper = crate::sweeper::spawn(
+        state.storage.clone(),
+        state.catalog.clone(),
+        Duration::from_secs(config.sweep_interval_secs.max(1)),
+        Duration::from_secs(config.sweep_grace_secs),
+    );
+    let router = api::router(state);
+    let header_timeout = config.header_timeout();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tracing::info!(%addr, "listening");
+
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(remote));
+                    request
+                });
+        let connection = graceful.watch(http.serve_connection(
+            TokioIo::new(tcp),
+            hyper_util::service::TowerToHyperService::new(service),
+        ));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    sweeper.abort();
+    tracing::info!("shutting down: waiting for in-flight requests");
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

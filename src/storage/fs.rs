@@ -1,0 +1,269 @@
+//! The embedded default: objects as files under `<data dir>/objects`.
+//!
+//! A write goes to a temp file in the target's own directory, is fsynced, renamed over the
+//! target and the directory is fsynced, so a reader sees the whole object or nothing, and an
+//! acknowledged object survives a power cut. Temp files start with '.', which no key can.
+
+use std::{
+    io::SeekFrom,
+    ops::Range,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio_util::io::ReaderStream;
+
+use super::{
+    keys::is_safe_key, ByteStream, Hashing, ObjectInfo, ObjectKey, PutOutcome, Storage,
+    StorageError,
+};
+
+const TEMP_MARK: &str = ".tmp-";
+const WRITE_BUFFER: usize = 256 * 1024;
+const READ_CHUNK: usize = 128 * 1024;
+
+pub struct FsStorage {
+    root: PathBuf,
+}
+
+impl FsStorage {
+    pub async fn open(root: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        let root = root.into();
+        tokio::fs::create_dir_all(&root)
+            .await
+            .with_context(|| format!("creating storage directory {}", root.display()))?;
+        Ok(Self { root })
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        // Keys come from the server, so this only fails on a bug; refuse rather than escape.
+        if !is_safe_key(key) {
+            return Err(StorageError::Other(anyhow::anyhow!(
+                "unsafe object key {key:?}"
+            )));
+        }
+        Ok(self.root.join(key))
+    }
+
+    async fn write_temp(&self, temp: &Path, body: ByteStream) -> Result<PutOutcome, StorageError> {
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+            .await
+            .map_err(StorageError::from_io)?;
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut body = Hashing::new(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(StorageError::from_io)?;
+            out.write_all(&chunk).await.map_err(StorageError::from_io)?;
+        }
+        out.flush().await.map_err(StorageError::from_io)?;
+        out.into_inner()
+            .sync_all()
+            .await
+            .map_err(StorageError::from_io)?;
+        Ok(body.finish())
+    }
+}
+
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
+/// Walks `dir` without following symlinks, calling `visit` for every regular file.
+async fn walk(
+    dir: PathBuf,
+    visit: &mut (dyn FnMut(&Path, &std::fs::Metadata) + Send),
+) -> std::io::Result<()> {
+    let mut pending = vec![dir];
+    while let Some(dir) = pending.pop() {
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            let meta = tokio::fs::symlink_metadata(entry.path()).await?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.is_file() {
+                visit(&entry.path(), &meta);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Storage for FsStorage {
+    async fn put(&self, key: &ObjectKey, body: ByteStream) -> Result<PutOutcome, StorageError> {
+        let target = self.path_of(key.as_str())?;
+        let dir = target.parent().expect("keys have a directory").to_owned();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(StorageError::from_io)?;
+        let name = target
+            .file_name()
+            .expect("keys have a name")
+            .to_string_lossy();
+        let temp = dir.join(format!(
+            ".{name}{TEMP_MARK}{}",
+            crate::ids::random_secret(9)
+        ));
+
+        let outcome = match self.write_temp(&temp, body).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&temp).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = tokio::fs::rename(&temp, &target).await {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(StorageError::from_io(e));
+        }
+        sync_dir(&dir).await.map_err(StorageError::from_io)?;
+        Ok(outcome)
+    }
+
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StorageError> {
+        let path = self.path_of(key.as_str())?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(StorageError::from_io)?;
+        let stream = match range {
+            Some(range) => {
+                file.seek(SeekFrom::Start(range.start))
+                    .await
+                    .map_err(StorageError::from_io)?;
+                ReaderStream::with_capacity(file.take(range.end - range.start), READ_CHUNK).boxed()
+            }
+            None => ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
+        };
+        Ok(stream)
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError> {
+        let path = self.path_of(key.as_str())?;
+        let meta = tokio::fs::metadata(&path)
+            .await
+            .map_err(StorageError::from_io)?;
+        Ok(ObjectInfo {
+            key: key.as_str().to_owned(),
+            size: meta.len(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        })
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        let path = self.path_of(key.as_str())?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::from_io(e)),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
+        let objects = self.list(prefix).await?;
+        for object in &objects {
+            let path = self.path_of(&object.key)?;
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::from_io(e)),
+            }
+        }
+        // Remove the emptied directory tree if the prefix names one; leftovers are harmless.
+        if let Some(dir) = prefix.strip_suffix('/') {
+            if is_safe_key(dir) {
+                let _ = tokio::fs::remove_dir_all(self.root.join(dir)).await;
+            }
+        }
+        Ok(objects.len() as u64)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        // Walk the deepest directory the prefix names, then filter by the full prefix.
+        let dir_part = prefix.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(dir_part)?
+        };
+        let root = self.root.clone();
+        let mut found = Vec::new();
+        walk(start, &mut |path, meta| {
+            let Ok(rel) = path.strip_prefix(&root) else {
+                return;
+            };
+            let key = rel
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            let name = key.rsplit('/').next().unwrap_or_default();
+            if key.starts_with(prefix) && !is_temp(name) && is_safe_key(&key) {
+                found.push(ObjectInfo {
+                    key,
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        })
+        .await
+        .map_err(StorageError::from_io)?;
+        Ok(found)
+    }
+
+    async fn cleanup_incomplete(&self, older_than: Duration) -> Result<u64, StorageError> {
+        let cutoff = SystemTime::now() - older_than;
+        let mut stale = Vec::new();
+        walk(self.root.clone(), &mut |path, meta| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if is_temp(&name) && meta.modified().map(|m| m < cutoff).unwrap_or(false) {
+                stale.push(path.to_owned());
+            }
+        })
+        .await
+        .map_err(StorageError::from_io)?;
+        for path in &stale {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        Ok(stale.len() as u64)
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        let key = ObjectKey::probe("readyz");
+        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"ok")) }).boxed();
+        self.put(&key, body)
+            .await
+            .map_err(|e| StorageError::Unavailable(anyhow::anyhow!("{e}")))?;
+        let read: Vec<bytes::Bytes> = self
+            .get(&key, None)
+            .await?
+            .try_collect()
+            .await
+            .map_err(StorageError::from_io)?;
+        if read.concat() != b"ok" {
+            return Err(StorageError::Unavailable(anyhow::anyhow!(
+                "probe read back wrong bytes"
+            )));
+        }
+        self.delete(&key).await
+    }
+}

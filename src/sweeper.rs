@@ -1,0 +1,72 @@
+//! Removes what a crash can leave behind: unfinished writes, and blobs whose row was never
+//! written (bytes become durable before the row, so a crash between the two leaves a blob no
+//! row references). A blob younger than the grace period is never touched: its row may be
+//! about to be written.
+
+use std::time::{Duration, SystemTime};
+
+use crate::{
+    catalog::DynCatalog,
+    ids::FileId,
+    storage::{DynStorage, ObjectKey},
+};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    pub incomplete_removed: u64,
+    pub orphans_removed: u64,
+}
+
+pub async fn sweep_once(
+    storage: &DynStorage,
+    catalog: &DynCatalog,
+    grace: Duration,
+) -> anyhow::Result<SweepReport> {
+    let incomplete_removed = storage.cleanup_incomplete(grace).await?;
+    let cutoff = SystemTime::now() - grace;
+    let candidates: Vec<(FileId, ObjectKey)> = storage
+        .list(ObjectKey::FILES_PREFIX)
+        .await?
+        .into_iter()
+        .filter(|o| o.modified < cutoff)
+        .filter_map(|o| {
+            let id = ObjectKey::file_id_of(&o.key)?;
+            let key = ObjectKey::file(&id);
+            Some((id, key))
+        })
+        .collect();
+    let ids: Vec<FileId> = candidates.iter().map(|(id, _)| id.clone()).collect();
+    let referenced = catalog.existing_files(&ids).await?;
+    let mut orphans_removed = 0;
+    for (id, key) in candidates {
+        if !referenced.contains(&id) {
+            storage.delete(&key).await?;
+            orphans_removed += 1;
+            tracing::info!(key = %key, "swept a blob no row references");
+        }
+    }
+    metrics::counter!("reelay_swept_blobs_total").increment(orphans_removed);
+    Ok(SweepReport {
+        incomplete_removed,
+        orphans_removed,
+    })
+}
+
+/// Sweeps now and then every `interval` until the task is dropped.
+pub fn spawn(
+    storage: DynStorage,
+    catalog: DynCatalog,
+    interval: Duration,
+    grace: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            match sweep_once(&storage, &catalog, grace).await {
+                Ok(report) => tracing::debug!(?report, "sweep finished"),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "sweep failed"),
+            }
+        }
+    })
+}
