@@ -58,16 +58,23 @@ pub enum StorageKind {
 }
 
 /// Where metadata and bytes live; shared by `serve` and the admin subcommands.
+// `global`: `reelay keys create --data-dir D` works, not only `reelay keys --data-dir D create`.
 #[derive(Debug, Clone, Args)]
 pub struct StoreConfig {
     /// Directory for fs storage, the SQLite catalog and generated signing keys.
-    #[arg(long, env = "REELAY_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "REELAY_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
     /// Catalog database; default `sqlite://<data dir>/reelay.db`.
-    #[arg(long, env = "REELAY_DATABASE_URL")]
+    #[arg(long, env = "REELAY_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Storage backend for object bytes.
-    #[arg(long, env = "REELAY_STORAGE", value_enum, default_value_t = StorageKind::Fs)]
+    #[arg(
+        long,
+        env = "REELAY_STORAGE",
+        value_enum,
+        default_value_t = StorageKind::Fs,
+        global = true
+    )]
     pub storage: StorageKind,
 }
 

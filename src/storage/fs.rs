@@ -248,7 +248,8 @@ impl Storage for FsStorage {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        let key = ObjectKey::probe("readyz");
+        // One key per call: concurrent probes must not delete each other's object.
+        let key = ObjectKey::probe(&format!("readyz-{}", crate::ids::random_secret(9)));
         let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"ok")) }).boxed();
         self.put(&key, body)
             .await
