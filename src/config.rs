@@ -33,6 +33,8 @@ pub enum Command {
     Upload(crate::cli::upload::UploadArgs),
     /// Create, list and revoke API keys (works on the catalog directly).
     Keys(crate::cli::keys::KeysArgs),
+    /// Check the configured storage, or migrate an fs data dir to S3.
+    Storage(crate::cli::storage::StorageArgs),
 }
 
 /// A secret that never shows in Debug output or logs.
@@ -55,6 +57,7 @@ impl std::str::FromStr for Secret {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StorageKind {
     Fs,
+    S3,
 }
 
 /// Where metadata and bytes live; shared by `serve` and the admin subcommands.
@@ -76,6 +79,53 @@ pub struct StoreConfig {
         global = true
     )]
     pub storage: StorageKind,
+    #[command(flatten)]
+    pub s3: S3Config,
+}
+
+/// The `s3` backend's settings. Credentials come from the standard AWS variables
+/// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), profiles or instance roles.
+#[derive(Debug, Clone, Args)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible server (SeaweedFS, MinIO, Garage, R2); unset for AWS.
+    #[arg(long = "s3-endpoint", env = "REELAY_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Bucket holding every object.
+    #[arg(long = "s3-bucket", env = "REELAY_S3_BUCKET", default_value = "")]
+    pub bucket: String,
+    #[arg(long = "s3-region", env = "REELAY_S3_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Path-style addressing (endpoint/bucket/key), needed by most self-hosted servers.
+    #[arg(long = "s3-path-style", env = "REELAY_S3_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub path_style: bool,
+    /// Multipart part size in bytes (at least 5 MiB); bodies below it go up in one PutObject.
+    #[arg(long = "s3-part-size", env = "REELAY_S3_PART_SIZE", default_value_t = 8 * 1024 * 1024)]
+    pub part_size: usize,
+    /// Parts of one upload in flight at once; memory per upload is part size x (this + 1).
+    #[arg(long = "s3-concurrency", env = "REELAY_S3_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Static credentials; when unset, the AWS credential chain (profiles, instance roles) is used.
+    #[arg(long = "s3-access-key-id", env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: Option<Secret>,
+    #[arg(long = "s3-secret-access-key", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<Secret>,
+}
+
+impl S3Config {
+    pub fn settings(&self) -> crate::storage::S3Settings {
+        crate::storage::S3Settings {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            part_size: self.part_size,
+            concurrency: self.concurrency,
+            credentials: match (&self.access_key_id, &self.secret_access_key) {
+                (Some(id), Some(secret)) => Some((id.0.clone(), secret.0.clone())),
+                _ => None,
+            },
+        }
+    }
 }
 
 impl StoreConfig {

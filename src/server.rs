@@ -15,7 +15,7 @@ use crate::{
     catalog,
     config::ServeConfig,
     delivery::signature::Signer,
-    storage::{DynStorage, FsStorage},
+    storage::DynStorage,
 };
 
 pub struct App {
@@ -34,7 +34,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         .await
         .with_context(|| format!("creating data dir {}", config.store.data_dir.display()))?;
 
-    let storage: DynStorage = Arc::new(FsStorage::open(config.store.objects_dir()).await?);
+    let storage: DynStorage = crate::storage::open(&config.store).await?;
     let catalog = catalog::open(&config.store.database_url()).await?;
     let signer = match &config.signing_keys {
         Some(spec) => Signer::from_spec(&spec.0).context("REELAY_SIGNING_KEYS")?,

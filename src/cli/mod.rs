@@ -1,4 +1,5 @@
 //! Client and admin subcommands. `serve` lives in `server`.
 
 pub mod keys;
+pub mod storage;
 pub mod upload;

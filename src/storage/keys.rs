@@ -24,6 +24,11 @@ impl ObjectKey {
         FileId::parse(key.strip_prefix(Self::FILES_PREFIX)?)
     }
 
+    /// A key read back from a listing, if it is one the server could have made.
+    pub fn from_listing(key: &str) -> Option<Self> {
+        is_safe_key(key).then(|| Self(key.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

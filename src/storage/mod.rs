@@ -3,6 +3,7 @@
 
 mod fs;
 mod keys;
+mod s3;
 
 use std::{io, ops::Range, pin::Pin, sync::Arc, task::Poll, time::SystemTime};
 
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::fs::FsStorage;
 pub use self::keys::ObjectKey;
+pub use self::s3::{S3Settings, S3Storage, MIN_PART_SIZE};
 use crate::error::BodyError;
 
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -140,4 +142,12 @@ where
         }
         Poll::Ready(item)
     }
+}
+
+/// Opens the backend the config names.
+pub async fn open(config: &crate::config::StoreConfig) -> anyhow::Result<DynStorage> {
+    Ok(match config.storage {
+        crate::config::StorageKind::Fs => Arc::new(FsStorage::open(config.objects_dir()).await?),
+        crate::config::StorageKind::S3 => Arc::new(S3Storage::connect(config.s3.settings()).await?),
+    })
 }

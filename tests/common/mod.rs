@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod seaweed;
+
 use std::{net::SocketAddr, sync::Once};
 
 use bytes::Bytes;

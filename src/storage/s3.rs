@@ -1,0 +1,508 @@
+//! S3-compatible storage (AWS S3, SeaweedFS, Garage, MinIO, R2) on aws-sdk-s3.
+//!
+//! Uploads stream: a body smaller than one part goes up with one PutObject; a larger one as a
+//! multipart upload whose parts are sent with bounded concurrency, so memory stays at
+//! `part_size x (concurrency + 1)` whatever the object's size. An object becomes visible only
+//! when PutObject or CompleteMultipartUpload succeeds, so readers never see a partial object.
+//! Any failure aborts the multipart upload; an abort that cannot reach S3 is retried in the
+//! background until it can, and `cleanup_incomplete` catches what a crash leaves behind.
+
+use std::{
+    ops::Range,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_sdk_s3::{
+    error::{ProvideErrorMetadata, SdkError},
+    primitives::ByteStream as S3Body,
+    types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier},
+    Client,
+};
+use aws_sdk_s3::config::http::HttpResponse;
+use bytes::{Bytes, BytesMut};
+use futures::{stream::FuturesUnordered, StreamExt};
+use tokio_util::io::ReaderStream;
+
+use super::{ByteStream, Hashing, ObjectInfo, ObjectKey, PutOutcome, Storage, StorageError};
+
+/// S3's smallest allowed part (except the last).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+const READ_CHUNK: usize = 128 * 1024;
+const ABORT_RETRY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// Custom endpoint (SeaweedFS, MinIO, R2...); None for AWS.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most self-hosted servers need.
+    pub path_style: bool,
+    pub part_size: usize,
+    pub concurrency: usize,
+    /// (access key id, secret); None uses the AWS credential chain.
+    pub credentials: Option<(String, String)>,
+}
+
+pub struct S3Storage {
+    client: Client,
+    bucket: String,
+    part_size: usize,
+    concurrency: usize,
+    /// Multipart uploads whose abort failed (S3 unreachable); retried in the background.
+    pending_aborts: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl S3Storage {
+    /// Builds a client from the standard AWS credential chain (AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, profiles, instance roles) and the settings; no request is made.
+    pub async fn connect(settings: S3Settings) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            settings.part_size >= MIN_PART_SIZE,
+            "the S3 part size must be at least {MIN_PART_SIZE} bytes"
+        );
+        anyhow::ensure!(!settings.bucket.is_empty(), "REELAY_S3_BUCKET is not set");
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(settings.region.clone()));
+        if let Some((id, secret)) = &settings.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                id, secret, None, None, "reelay-config",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.path_style)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .build(),
+            );
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        let storage = Self {
+            client: Client::from_conf(config.build()),
+            bucket: settings.bucket,
+            part_size: settings.part_size,
+            concurrency: settings.concurrency.max(1),
+            pending_aborts: Arc::default(),
+        };
+        storage.spawn_abort_retrier();
+        Ok(storage)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn spawn_abort_retrier(&self) {
+        let pending = Arc::downgrade(&self.pending_aborts);
+        let client = self.client.clone();
+        let bucket = self.bucket.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ABORT_RETRY).await;
+                let Some(pending) = pending.upgrade() else { return };
+                let batch: Vec<_> = std::mem::take(&mut *pending.lock().expect("not poisoned"));
+                for (key, upload_id) in batch {
+                    if abort(&client, &bucket, &key, &upload_id).await.is_err() {
+                        pending.lock().expect("not poisoned").push((key, upload_id));
+                    }
+                }
+            }
+        });
+    }
+
+    async fn put_single(&self, key: &str, body: Bytes) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(S3Body::from(body))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        first: Bytes,
+        body: &mut Hashing<ByteStream>,
+    ) -> Result<(), StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let upload_id = created
+            .upload_id()
+            .context("S3 returned no upload id")
+            .map_err(StorageError::Other)?
+            .to_owned();
+        let mut guard = AbortGuard {
+            storage: self,
+            key,
+            upload_id: &upload_id,
+            armed: true,
+        };
+        let parts = self.upload_parts(key, &upload_id, first, body).await;
+        let parts = match parts {
+            Ok(parts) => parts,
+            Err(e) => {
+                guard.abort_now().await;
+                return Err(e);
+            }
+        };
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(sdk_error);
+        match completed {
+            Ok(_) => {
+                guard.armed = false;
+                Ok(())
+            }
+            Err(e) => {
+                guard.abort_now().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the body part by part, keeping at most `concurrency` parts in flight.
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        first: Bytes,
+        body: &mut Hashing<ByteStream>,
+    ) -> Result<Vec<CompletedPart>, StorageError> {
+        let mut in_flight = FuturesUnordered::new();
+        let mut done = Vec::new();
+        let mut next: Option<Bytes> = Some(first);
+        let mut number = 0i32;
+        loop {
+            while in_flight.len() < self.concurrency {
+                let Some(part) = next.take() else { break };
+                number += 1;
+                in_flight.push(self.upload_part(key, upload_id, number, part));
+                next = read_part(body, self.part_size).await?;
+            }
+            match in_flight.next().await {
+                Some(part) => done.push(part?),
+                None => break,
+            }
+        }
+        done.sort_by_key(|p: &CompletedPart| p.part_number());
+        Ok(done)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        data: Bytes,
+    ) -> Result<CompletedPart, StorageError> {
+        let uploaded = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(S3Body::from(data))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(uploaded.e_tag().map(str::to_owned))
+            .build())
+    }
+}
+
+/// Reads up to `size` bytes; None at the end of the body.
+async fn read_part(
+    body: &mut Hashing<ByteStream>,
+    size: usize,
+) -> Result<Option<Bytes>, StorageError> {
+    let mut buffer = BytesMut::with_capacity(size);
+    while buffer.len() < size {
+        match body.next().await {
+            Some(chunk) => buffer.extend_from_slice(&chunk.map_err(StorageError::from_io)?),
+            None => break,
+        }
+    }
+    Ok((!buffer.is_empty()).then(|| buffer.freeze()))
+}
+
+async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) -> Result<(), StorageError> {
+    match client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+        .map_err(sdk_error)
+    {
+        Ok(_) | Err(StorageError::NotFound) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Aborts the multipart upload unless disarmed, also when the upload's future is dropped.
+struct AbortGuard<'a> {
+    storage: &'a S3Storage,
+    key: &'a str,
+    upload_id: &'a str,
+    armed: bool,
+}
+
+impl AbortGuard<'_> {
+    async fn abort_now(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.armed = false;
+        let s = self.storage;
+        if let Err(e) = abort(&s.client, &s.bucket, self.key, self.upload_id).await {
+            tracing::warn!(key = self.key, error = %e, "abort failed; retrying in the background");
+            self.defer();
+        }
+    }
+
+    fn defer(&self) {
+        self.storage
+            .pending_aborts
+            .lock()
+            .expect("not poisoned")
+            .push((self.key.to_owned(), self.upload_id.to_owned()));
+    }
+}
+
+impl Drop for AbortGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Dropped mid-upload (the request future was cancelled): let the retrier abort it.
+            self.defer();
+        }
+    }
+}
+
+fn sdk_error<E>(e: SdkError<E, HttpResponse>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = match &e {
+        SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
+            e.raw_response().map(|r| r.status().as_u16())
+        }
+        _ => None,
+    };
+    let code = e.code().map(str::to_owned);
+    match (&e, status, code.as_deref()) {
+        (_, _, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) | (_, Some(404), _) => {
+            StorageError::NotFound
+        }
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
+            StorageError::Unavailable(anyhow::Error::new(e))
+        }
+        (_, Some(status), _) if status >= 500 => StorageError::Unavailable(anyhow::Error::new(e)),
+        _ => StorageError::Other(anyhow::Error::new(e)),
+    }
+}
+
+fn modified(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    async fn put(&self, key: &ObjectKey, body: ByteStream) -> Result<PutOutcome, StorageError> {
+        let mut body = Hashing::new(body);
+        let first = read_part(&mut body, self.part_size).await?.unwrap_or_default();
+        if first.len() < self.part_size {
+            self.put_single(key.as_str(), first).await?;
+        } else {
+            self.put_multipart(key.as_str(), first, &mut body).await?;
+        }
+        Ok(body.finish())
+    }
+
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StorageError> {
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key.as_str());
+        if let Some(r) = range {
+            request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        let output = request.send().await.map_err(sdk_error)?;
+        let reader = output.body.into_async_read();
+        Ok(ReaderStream::with_capacity(reader, READ_CHUNK).boxed())
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError> {
+        let output = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(ObjectInfo {
+            key: key.as_str().to_owned(),
+            size: output.content_length().unwrap_or_default().max(0) as u64,
+            modified: modified(output.last_modified()),
+        })
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(sdk_error)
+        {
+            Ok(_) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
+        let objects = self.list(prefix).await?;
+        // DeleteObjects takes at most 1,000 keys per call.
+        for batch in objects.chunks(1000) {
+            let ids = batch
+                .iter()
+                .map(|o| ObjectIdentifier::builder().key(&o.key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StorageError::Other(e.into()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| StorageError::Other(e.into()))?;
+            let output = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            if let Some(error) = output.errors().first() {
+                return Err(StorageError::Other(anyhow::anyhow!(
+                    "S3 refused to delete {:?}: {:?}",
+                    error.key(),
+                    error.message()
+                )));
+            }
+        }
+        Ok(objects.len() as u64)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(sdk_error)?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    found.push(ObjectInfo {
+                        key: key.to_owned(),
+                        size: object.size().unwrap_or_default().max(0) as u64,
+                        modified: modified(object.last_modified()),
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn cleanup_incomplete(&self, older_than: Duration) -> Result<u64, StorageError> {
+        let cutoff = SystemTime::now() - older_than;
+        let mut removed = 0;
+        let mut key_marker: Option<String> = None;
+        let mut upload_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_marker.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                if modified(upload.initiated()) < cutoff {
+                    abort(&self.client, &self.bucket, key, id).await?;
+                    removed += 1;
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            upload_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && upload_marker.is_none() {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| match sdk_error(e) {
+                StorageError::NotFound => StorageError::Unavailable(anyhow::anyhow!(
+                    "bucket {:?} does not exist",
+                    self.bucket
+                )),
+                StorageError::Other(e) => StorageError::Unavailable(e),
+                other => other,
+            })?;
+        Ok(())
+    }
+}
