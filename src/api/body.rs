@@ -107,11 +107,13 @@ impl HeaderBudget {
         stream
             .map(move |chunk| {
                 let chunk = chunk?;
-                let total = budget
+                // A chunk may hold the header's end and file data after it, so only a parser
+                // that asks for more after a whole budget without finding the end is refused:
+                // at most PER_PART plus one chunk is buffered.
+                let before = budget
                     .consumed
-                    .fetch_add(chunk.len() as u64, Ordering::AcqRel)
-                    + chunk.len() as u64;
-                if total > budget.limit.load(Ordering::Acquire) {
+                    .fetch_add(chunk.len() as u64, Ordering::AcqRel);
+                if before >= budget.limit.load(Ordering::Acquire) {
                     return Err(BodyError::Malformed(format!(
                         "a multipart part header exceeds {} bytes",
                         Self::PER_PART

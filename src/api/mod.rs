@@ -79,25 +79,29 @@ const JSON_BODY_LIMIT: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     let require = |scope| middleware::from_fn_with_state((state.clone(), scope), auth::require);
 
+    // OPTIONS is routed so that the CORS layer sees preflights, as for delivery below.
     let api = Router::new()
         .route(
             "/v1/files",
             post(files::create)
                 .layer(DefaultBodyLimit::disable())
                 .route_layer(require(Scope::FilesWrite))
-                .merge(get(files::list).route_layer(require(Scope::FilesRead))),
+                .merge(get(files::list).route_layer(require(Scope::FilesRead)))
+                // Outside the auth layers: a CORS preflight carries no credentials.
+                .options(ops::no_content),
         )
         .route(
             "/v1/files/{id}",
             get(files::show)
                 .route_layer(require(Scope::FilesRead))
-                .merge(
-                    axum::routing::delete(files::remove).route_layer(require(Scope::FilesWrite)),
-                ),
+                .merge(axum::routing::delete(files::remove).route_layer(require(Scope::FilesWrite)))
+                .options(ops::no_content),
         )
         .route(
             "/v1/files/{id}/signed-url",
-            post(files::signed_url).route_layer(require(Scope::FilesRead)),
+            post(files::signed_url)
+                .route_layer(require(Scope::FilesRead))
+                .options(ops::no_content),
         )
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(

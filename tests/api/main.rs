@@ -3,4 +3,16 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod support;
+
+mod auth;
+mod disposition;
+mod ids;
+mod multipart;
+mod ops;
+mod preconditions;
+mod ranges;
+mod security;
+mod signatures;
 mod smoke;
+mod uploads;
