@@ -93,7 +93,11 @@ pub struct S3Config {
     /// Bucket holding every object.
     #[arg(long = "s3-bucket", env = "REELAY_S3_BUCKET", default_value = "")]
     pub bucket: String,
-    #[arg(long = "s3-region", env = "REELAY_S3_REGION", default_value = "us-east-1")]
+    #[arg(
+        long = "s3-region",
+        env = "REELAY_S3_REGION",
+        default_value = "us-east-1"
+    )]
     pub region: String,
     /// Path-style addressing (endpoint/bucket/key), needed by most self-hosted servers.
     #[arg(long = "s3-path-style", env = "REELAY_S3_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
@@ -102,12 +106,24 @@ pub struct S3Config {
     #[arg(long = "s3-part-size", env = "REELAY_S3_PART_SIZE", default_value_t = 8 * 1024 * 1024)]
     pub part_size: usize,
     /// Parts of one upload in flight at once; memory per upload is part size x (this + 1).
-    #[arg(long = "s3-concurrency", env = "REELAY_S3_CONCURRENCY", default_value_t = 4)]
+    #[arg(
+        long = "s3-concurrency",
+        env = "REELAY_S3_CONCURRENCY",
+        default_value_t = 4
+    )]
     pub concurrency: usize,
     /// Static credentials; when unset, the AWS credential chain (profiles, instance roles) is used.
-    #[arg(long = "s3-access-key-id", env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    #[arg(
+        long = "s3-access-key-id",
+        env = "AWS_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
     pub access_key_id: Option<Secret>,
-    #[arg(long = "s3-secret-access-key", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    #[arg(
+        long = "s3-secret-access-key",
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
     pub secret_access_key: Option<Secret>,
 }
 

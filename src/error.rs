@@ -3,7 +3,7 @@
 //! with their cause and answered with an opaque message.
 
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderName, HeaderValue, StatusCode};
 
 use crate::{catalog::CatalogError, storage::StorageError};
 
@@ -13,7 +13,8 @@ pub struct ApiError {
     /// A stable, machine-readable code such as `not_found` or `range_not_satisfiable`.
     pub code: &'static str,
     pub message: String,
-    pub headers: HeaderMap,
+    /// Extra response headers, such as `Content-Range` on a 416 (a Vec keeps the error small).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -22,12 +23,12 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.headers.push((name, value));
         self
     }
 
@@ -89,7 +90,9 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static(crate::delivery::cache::ERROR_CACHE_CONTROL),
         );
         // Set after the default so that an error may say how long it may be cached.
-        response.headers_mut().extend(self.headers);
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         response
     }
 }

@@ -56,6 +56,7 @@ pub fn limited(body: Body, limits: BodyLimits) -> ByteStream {
         flow.failed = result.is_err();
         Some((result.map_err(BodyError::into_io), flow))
     })
+    .fuse()
     .boxed()
 }
 

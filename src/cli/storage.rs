@@ -45,10 +45,10 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
 
 fn explain(e: &StorageError) -> String {
     let detail = format!("{e:#}");
-    let hint = if detail.contains("AccessDenied") || detail.contains("InvalidAccessKeyId") {
-        " (the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-    } else if detail.contains("SignatureDoesNotMatch") {
+    let hint = if detail.contains("SignatureDoesNotMatch") {
         " (the secret key is wrong, or the region does not match the server's)"
+    } else if detail.contains("AccessDenied") || detail.contains("InvalidAccessKeyId") {
+        " (the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
     } else if detail.contains("does not exist") || detail.contains("NoSuchBucket") {
         " (create the bucket first, or fix REELAY_S3_BUCKET)"
     } else if matches!(e, StorageError::Unavailable(_)) {
@@ -75,10 +75,16 @@ async fn check(store: &StoreConfig) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("not reachable: {}", explain(&e)))?;
     println!("  reachable: ok");
-    let key = ObjectKey::probe(&format!("check-{}", crate::ids::random_secret(6).replace(['-', '_'], "0")));
+    let key = ObjectKey::probe(&format!(
+        "check-{}",
+        crate::ids::random_secret(6).replace(['-', '_'], "0")
+    ));
     let payload = bytes::Bytes::from_static(b"reelay storage check");
     storage
-        .put(&key, futures::stream::once(async move { Ok(payload) }).boxed())
+        .put(
+            &key,
+            futures::stream::once(async move { Ok(payload) }).boxed(),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("cannot write: {}", explain(&e)))?;
     println!("  write: ok");
@@ -117,7 +123,11 @@ async fn migrate_to_s3(store: &StoreConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("S3 is not usable: {}", explain(&e)))?;
     let catalog = catalog::open(&store.database_url()).await?;
     let objects = source.list("").await?;
-    println!("copying {} objects to bucket {:?}", objects.len(), store.s3.bucket);
+    println!(
+        "copying {} objects to bucket {:?}",
+        objects.len(),
+        store.s3.bucket
+    );
     let (mut copied, mut bytes) = (0u64, 0u64);
     for object in objects {
         let Some(key) = ObjectKey::from_listing(&object.key) else {
@@ -140,8 +150,13 @@ async fn migrate_to_s3(store: &StoreConfig) -> anyhow::Result<()> {
         );
         copied += 1;
         bytes += written.size;
-        println!("  {key}: {} bytes, sha256 {} verified", written.size, written.sha256);
+        println!(
+            "  {key}: {} bytes, sha256 {} verified",
+            written.size, written.sha256
+        );
     }
-    println!("copied and verified {copied} objects ({bytes} bytes); set REELAY_STORAGE=s3 to use them");
+    println!(
+        "copied and verified {copied} objects ({bytes} bytes); set REELAY_STORAGE=s3 to use them"
+    );
     Ok(())
 }

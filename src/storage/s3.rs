@@ -15,13 +15,13 @@ use std::{
 
 use anyhow::Context;
 use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::{
     error::{ProvideErrorMetadata, SdkError},
     primitives::ByteStream as S3Body,
     types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier},
     Client,
 };
-use aws_sdk_s3::config::http::HttpResponse;
 use bytes::{Bytes, BytesMut};
 use futures::{stream::FuturesUnordered, StreamExt};
 use tokio_util::io::ReaderStream;
@@ -69,7 +69,11 @@ impl S3Storage {
             .region(aws_config::Region::new(settings.region.clone()));
         if let Some((id, secret)) = &settings.credentials {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                id, secret, None, None, "reelay-config",
+                id,
+                secret,
+                None,
+                None,
+                "reelay-config",
             ));
         }
         let shared = loader.load().await;
@@ -110,7 +114,9 @@ impl S3Storage {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ABORT_RETRY).await;
-                let Some(pending) = pending.upgrade() else { return };
+                let Some(pending) = pending.upgrade() else {
+                    return;
+                };
                 let batch: Vec<_> = std::mem::take(&mut *pending.lock().expect("not poisoned"));
                 for (key, upload_id) in batch {
                     if abort(&client, &bucket, &key, &upload_id).await.is_err() {
@@ -172,7 +178,11 @@ impl S3Storage {
             .bucket(&self.bucket)
             .key(key)
             .upload_id(&upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await
             .map_err(sdk_error);
@@ -256,7 +266,12 @@ async fn read_part(
     Ok((!buffer.is_empty()).then(|| buffer.freeze()))
 }
 
-async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) -> Result<(), StorageError> {
+async fn abort(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<(), StorageError> {
     match client
         .abort_multipart_upload()
         .bucket(bucket)
@@ -321,15 +336,20 @@ where
         _ => None,
     };
     let code = e.code().map(str::to_owned);
-    match (&e, status, code.as_deref()) {
-        (_, _, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) | (_, Some(404), _) => {
+    let described = match (status, code.as_deref()) {
+        (Some(status), Some(code)) => format!("S3 answered HTTP {status} ({code})"),
+        (Some(403), None) => "S3 answered HTTP 403 (AccessDenied)".to_owned(),
+        (Some(status), None) => format!("S3 answered HTTP {status}"),
+        (None, _) => "S3 could not be reached".to_owned(),
+    };
+    let cause = anyhow::Error::new(e).context(described);
+    match (status, code.as_deref()) {
+        (_, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) | (Some(404), _) => {
             StorageError::NotFound
         }
-        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
-            StorageError::Unavailable(anyhow::Error::new(e))
-        }
-        (_, Some(status), _) if status >= 500 => StorageError::Unavailable(anyhow::Error::new(e)),
-        _ => StorageError::Other(anyhow::Error::new(e)),
+        (None, _) => StorageError::Unavailable(cause),
+        (Some(status), _) if status >= 500 => StorageError::Unavailable(cause),
+        _ => StorageError::Other(cause),
     }
 }
 
@@ -341,8 +361,11 @@ fn modified(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
 #[async_trait]
 impl Storage for S3Storage {
     async fn put(&self, key: &ObjectKey, body: ByteStream) -> Result<PutOutcome, StorageError> {
-        let mut body = Hashing::new(body);
-        let first = read_part(&mut body, self.part_size).await?.unwrap_or_default();
+        // Fused: reading part by part asks the body for more after it has ended.
+        let mut body = Hashing::new(body.fuse().boxed());
+        let first = read_part(&mut body, self.part_size)
+            .await?
+            .unwrap_or_default();
         if first.len() < self.part_size {
             self.put_single(key.as_str(), first).await?;
         } else {
@@ -356,7 +379,11 @@ impl Storage for S3Storage {
         key: &ObjectKey,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, StorageError> {
-        let mut request = self.client.get_object().bucket(&self.bucket).key(key.as_str());
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str());
         if let Some(r) = range {
             request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
         }

@@ -14,7 +14,7 @@ use tokio::{
 };
 
 use crate::{
-    common::{files_under, pattern, TestApp, ADMIN_KEY},
+    common::{pattern, TestApp, ADMIN_KEY},
     support::{
         assert_nothing_stored, multipart_content_type, one_header, raw_with_body, RawOutcome,
     },
@@ -44,7 +44,7 @@ async fn readyz_checks_catalog_and_storage_and_leaves_no_probe_behind() {
             json!({ "status": "ready", "catalog": "ok", "storage": "ok" })
         );
     }
-    let leftovers = files_under(&app.objects_dir());
+    let leftovers = app.stored().await;
     assert!(leftovers.is_empty(), "{leftovers:?}");
     app.stop().await;
 }
@@ -352,7 +352,7 @@ async fn a_stalled_upload_body_is_cut_after_the_idle_timeout_and_leaves_nothing(
         }
         // The server cleans up before it answers; allow a moment when it only hung up.
         let deadline = Instant::now() + Duration::from_secs(3);
-        while !files_under(&app.objects_dir()).is_empty() && Instant::now() < deadline {
+        while !app.stored().await.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_nothing_stored(&app).await;

@@ -6,7 +6,12 @@ async fn a_public_upload_is_served_back() {
     let file = app.upload("hello world", "hello.txt", "public").await;
     assert_eq!(file["size"], 11);
     assert_eq!(file["sha256"], sha256_hex(b"hello world"));
-    let response = app.client.get(file["url"].as_str().unwrap()).send().await.unwrap();
+    let response = app
+        .client
+        .get(file["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "hello world");
     app.stop().await;

@@ -372,7 +372,7 @@ pub fn is_file_id(s: &str) -> bool {
 
 /// Nothing under the objects dir (temp files included) and no row in the catalog.
 pub async fn assert_nothing_stored(app: &crate::common::TestApp) {
-    let leftovers = crate::common::files_under(&app.objects_dir());
+    let leftovers = app.stored().await;
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     let response = app
         .api(reqwest::Method::GET, "/v1/files")

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    common::{big_body, files_under, pattern, sha256_hex, TestApp},
+    common::{big_body, pattern, sha256_hex, TestApp},
     support::{
         assert_nothing_stored, expect_error, is_file_id, multipart_body, multipart_content_type,
         multipart_tail, part_head, raw_with_body, stream_sha256, Part,
@@ -597,7 +597,7 @@ async fn delete_removes_the_record_the_bytes_and_delivery_even_after_a_cached_se
         let response = app.client.get(url).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
-    assert_eq!(files_under(&app.objects_dir()).len(), 2);
+    assert_eq!(app.stored().await.len(), 2);
 
     for id in [public_id, private_id] {
         let response = app
@@ -661,7 +661,7 @@ async fn deleting_one_file_leaves_the_others_served() {
     assert_eq!(response.status(), 204);
     assert_delivers(&app, &keep, b"keep me").await;
     assert_eq!(ids(&list(&app, "").await), [keep["id"].as_str().unwrap()]);
-    let left = files_under(&app.objects_dir());
+    let left = app.stored().await;
     assert_eq!(left.len(), 1);
     assert!(left[0].ends_with(keep["id"].as_str().unwrap()), "{left:?}");
     app.stop().await;

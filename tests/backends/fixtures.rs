@@ -2,16 +2,15 @@
 //! bucket or a database to drop later) and, for storage, a view of what unfinished writes leave
 //! behind, which only the backend itself can show (fs: temp files; S3: multipart uploads).
 
-use std::{
-    path::PathBuf,
-    time::{Duration, SystemTime},
-};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use reelay::{
     catalog::{DynCatalog, SqliteCatalog},
-    storage::{DynStorage, FsStorage},
+    storage::{DynStorage, FsStorage, ObjectKey, S3Storage},
 };
+
+use crate::common::seaweed::Seaweed;
 
 pub struct StorageFixture {
     pub storage: DynStorage,
@@ -29,8 +28,8 @@ pub struct CatalogFixture {
 pub trait Incomplete: Send + Sync {
     /// Every leftover of an unfinished write, by name.
     async fn list(&self) -> Vec<String>;
-    /// Leaves behind an unfinished write that looks `age` old.
-    async fn plant(&self, age: Duration);
+    /// Leaves behind an unfinished write, started now.
+    async fn plant(&self);
 }
 
 pub async fn fs_storage() -> StorageFixture {
@@ -74,12 +73,62 @@ impl Incomplete for FsTempFiles {
             .collect()
     }
 
-    async fn plant(&self, age: Duration) {
+    async fn plant(&self) {
         let dir = self.root.join("files");
         std::fs::create_dir_all(&dir).unwrap();
         let name = format!(".x.tmp-{}", reelay::ids::random_secret(6));
         let file = std::fs::File::create(dir.join(name)).unwrap();
         std::io::Write::write_all(&mut &file, b"half an upload").unwrap();
-        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+}
+
+/// A fresh bucket on the shared SeaweedFS server.
+pub async fn s3_storage() -> StorageFixture {
+    let storage = std::sync::Arc::new(Seaweed::shared().bucket().await);
+    StorageFixture {
+        storage: storage.clone(),
+        incomplete: Box::new(S3MultipartUploads { storage }),
+        _keep: Box::new(()),
+    }
+}
+
+/// S3's unfinished writes are multipart uploads that were never completed or aborted.
+struct S3MultipartUploads {
+    storage: std::sync::Arc<S3Storage>,
+}
+
+#[async_trait]
+impl Incomplete for S3MultipartUploads {
+    async fn list(&self) -> Vec<String> {
+        let page = self
+            .storage
+            .client()
+            .list_multipart_uploads()
+            .bucket(self.storage.bucket())
+            .send()
+            .await
+            .expect("list multipart uploads");
+        page.uploads()
+            .iter()
+            .map(|u| {
+                format!(
+                    "{}#{}",
+                    u.key().unwrap_or_default(),
+                    u.upload_id().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    async fn plant(&self) {
+        let key = ObjectKey::file(&reelay::ids::FileId::generate());
+        self.storage
+            .client()
+            .create_multipart_upload()
+            .bucket(self.storage.bucket())
+            .key(key.as_str())
+            .send()
+            .await
+            .expect("create multipart upload");
     }
 }

@@ -21,8 +21,10 @@ mod catalog;
 #[macro_use]
 mod sweeper;
 
-use fixtures::{fs_storage, sqlite_catalog};
+use fixtures::{fs_storage, s3_storage, sqlite_catalog};
 
 storage_suite!(fs, fs_storage().await);
+storage_suite!(s3, s3_storage().await);
 catalog_suite!(sqlite, sqlite_catalog().await);
 sweeper_suite!(fs_sqlite, fs_storage().await, sqlite_catalog().await);
+sweeper_suite!(s3_sqlite, s3_storage().await, sqlite_catalog().await);

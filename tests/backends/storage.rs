@@ -397,13 +397,15 @@ pub async fn cleanup_incomplete_removes_stale_leftovers_only(
     let key = new_key();
     let data = pattern(50, 100_000);
     put(&storage, &key, &data).await;
-    incomplete.plant(Duration::from_secs(2 * 3600)).await;
-    incomplete.plant(Duration::ZERO).await;
+    // Real ages, not faked ones: S3 stamps a multipart upload's start itself.
+    incomplete.plant().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    incomplete.plant().await;
     let planted = incomplete.list().await;
     assert_eq!(planted.len(), 2, "{planted:?}");
 
     let removed = storage
-        .cleanup_incomplete(Duration::from_secs(3600))
+        .cleanup_incomplete(Duration::from_secs(1))
         .await
         .unwrap();
     assert_eq!(removed, 1);
@@ -411,7 +413,7 @@ pub async fn cleanup_incomplete_removes_stale_leftovers_only(
     assert!(read(&storage, &key, None).await == data);
 
     // With no grace at all, every leftover goes, and complete objects still stay.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(storage.cleanup_incomplete(Duration::ZERO).await.unwrap(), 1);
     assert!(incomplete.list().await.is_empty());
     assert!(read(&storage, &key, None).await == data);

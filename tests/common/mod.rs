@@ -31,6 +31,8 @@ pub fn init_logging() {
 }
 
 pub struct TestApp {
+    /// The bucket this app stores into when the suite runs on S3 (REELAY_TEST_STORAGE=s3).
+    pub s3: Option<std::sync::Arc<reelay::storage::S3Storage>>,
     pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
@@ -46,11 +48,45 @@ impl TestApp {
 
     /// Starts a server whose config `adjust` may change (limits, timeouts, keys).
     pub async fn spawn_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let weed = on_s3().then(seaweed::Seaweed::shared);
+        Self::spawn_inner(weed, adjust).await
+    }
+
+    /// Starts a server storing into a fresh bucket of `weed`.
+    pub async fn spawn_on_s3(
+        weed: &seaweed::Seaweed,
+        adjust: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
+        Self::spawn_inner(Some(weed), adjust).await
+    }
+
+    async fn spawn_inner(
+        weed: Option<&seaweed::Seaweed>,
+        adjust: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
         init_logging();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServeConfig::for_data_dir(data_dir.path());
         config.admin_key = Some(Secret(ADMIN_KEY.into()));
         config.signing_keys = Some(Secret(SIGNING_KEYS.into()));
+        let s3 = if let Some(weed) = weed {
+            let bucket = std::sync::Arc::new(weed.bucket().await);
+            let settings = weed.settings(bucket.bucket());
+            config.store.storage = reelay::config::StorageKind::S3;
+            config.store.s3 = reelay::config::S3Config {
+                endpoint: settings.endpoint,
+                bucket: settings.bucket,
+                region: settings.region,
+                path_style: settings.path_style,
+                part_size: settings.part_size,
+                concurrency: settings.concurrency,
+                access_key_id: Some(Secret(seaweed::ACCESS_KEY.into())),
+                secret_access_key: Some(Secret(seaweed::SECRET_KEY.into())),
+            };
+            Some(bucket)
+        } else {
+            None
+        };
         adjust(&mut config);
         let app = reelay::server::build(config).await.expect("app builds");
         let addr = app.addr;
@@ -59,6 +95,7 @@ impl TestApp {
             let _ = rx.await;
         }));
         Self {
+            s3,
             addr,
             base: format!("http://{addr}"),
             client: reqwest::Client::builder()
@@ -83,7 +120,12 @@ impl TestApp {
     }
 
     /// Uploads `body` raw and returns the File JSON; panics unless the answer is 201.
-    pub async fn upload(&self, body: impl Into<reqwest::Body>, filename: &str, access: &str) -> Value {
+    pub async fn upload(
+        &self,
+        body: impl Into<reqwest::Body>,
+        filename: &str,
+        access: &str,
+    ) -> Value {
         let response = self
             .api(reqwest::Method::POST, "/v1/files")
             .query(&[("filename", filename), ("access", access)])
@@ -115,6 +157,41 @@ impl TestApp {
         self.data_dir.path().join("objects")
     }
 
+    /// Everything the storage holds for this app, finished or not: fs files (temp files
+    /// included) or S3 objects and unfinished multipart uploads. For "nothing was left" checks.
+    pub async fn stored(&self) -> Vec<String> {
+        match &self.s3 {
+            None => files_under(&self.objects_dir())
+                .into_iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            Some(s3) => {
+                use reelay::storage::Storage;
+                let mut found: Vec<String> = s3
+                    .list("")
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|o| o.key)
+                    .collect();
+                let uploads = s3
+                    .client()
+                    .list_multipart_uploads()
+                    .bucket(s3.bucket())
+                    .send()
+                    .await
+                    .unwrap();
+                found.extend(
+                    uploads
+                        .uploads()
+                        .iter()
+                        .map(|u| format!("unfinished multipart upload of {:?}", u.key())),
+                );
+                found
+            }
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -131,6 +208,11 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// True when the suite runs against S3 (SeaweedFS) instead of the fs default.
+pub fn on_s3() -> bool {
+    std::env::var("REELAY_TEST_STORAGE").as_deref() == Ok("s3")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -153,7 +235,10 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 
 /// A body of `total` bytes generated in 1 MiB chunks, and its SHA-256, without holding it
 /// in memory.
-pub fn big_body(total: u64, seed: u64) -> (impl Stream<Item = Result<Bytes, std::io::Error>>, String) {
+pub fn big_body(
+    total: u64,
+    seed: u64,
+) -> (impl Stream<Item = Result<Bytes, std::io::Error>>, String) {
     const CHUNK: u64 = 1024 * 1024;
     let chunk = Bytes::from(pattern(seed, CHUNK as usize));
     let mut hasher = Sha256::new();
@@ -182,7 +267,9 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(d) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {

@@ -17,7 +17,11 @@ pub const SECRET_KEY: &str = "reelaytestsecret0123456789";
 fn free_port() -> u16 {
     // Each weed component also listens on a gRPC port; keep both below 65536 and distinct.
     loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         if port < 40000 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
             return port;
         }
@@ -92,14 +96,19 @@ impl Seaweed {
             format!("-s3.port={s3}"),
             format!("-s3.port.grpc={}", s3 + 10000),
             format!("-s3.config={}", config.display()),
+            // Extra listeners with fixed default ports would collide between servers.
+            "-s3.port.iceberg=0".to_owned(),
+            "-s3.port.lance=0".to_owned(),
             "-master.volumeSizeLimitMB=512".to_owned(),
-            "-volume.max=0".to_owned(),
+            // Every bucket is its own collection with its own volumes; "0" (sized from free disk)
+            // runs out once a test run has made a few dozen buckets.
+            "-volume.max=10000".to_owned(),
         ];
         let log = std::fs::File::create(self.dir.path().join("weed.log")).unwrap();
         let weed = which_weed();
         let child = if self.watch_parent {
             let script = format!(
-                "\"$0\" \"$@\" & w=$!; trap 'kill $w 2>/dev/null' EXIT; \
+                "\"$0\" \"$@\" & w=$!; trap 'kill $w 2>/dev/null; sleep 2; kill -9 $w 2>/dev/null' EXIT; \
                  while kill -0 {} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done",
                 std::process::id()
             );
@@ -134,7 +143,10 @@ impl Seaweed {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("SeaweedFS did not start; see {}", self.dir.path().join("weed.log").display());
+        panic!(
+            "SeaweedFS did not start; see {}",
+            self.dir.path().join("weed.log").display()
+        );
     }
 
     /// SIGKILL: the server vanishes mid-request, as in a crash or a network cut.
@@ -165,8 +177,15 @@ impl Seaweed {
 
     /// A fresh bucket with a unique name, created once the server accepts requests.
     pub async fn bucket(&self) -> S3Storage {
-        let name = format!("t{}", reelay::ids::random_secret(9).to_lowercase().replace(['-', '_'], "0"));
-        let storage = S3Storage::connect(self.settings(&name)).await.expect("client");
+        let name = format!(
+            "t{}",
+            reelay::ids::random_secret(9)
+                .to_lowercase()
+                .replace(['-', '_'], "0")
+        );
+        let storage = S3Storage::connect(self.settings(&name))
+            .await
+            .expect("client");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match storage.client().create_bucket().bucket(&name).send().await {
@@ -188,6 +207,23 @@ impl Drop for Seaweed {
     }
 }
 
+/// The weed binary itself, not a version manager's shim in front of it: a shim may fork, and
+/// then killing the shim would leave the server running.
 fn which_weed() -> String {
-    std::env::var("REELAY_TEST_WEED").unwrap_or_else(|_| "weed".to_owned())
+    if let Ok(path) = std::env::var("REELAY_TEST_WEED") {
+        return path;
+    }
+    let scripts = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| PathBuf::from(s.trim()).join("weed"));
+    match scripts {
+        Some(path) if path.is_file() => path.display().to_string(),
+        _ => "weed".to_owned(),
+    }
 }
