@@ -20,7 +20,7 @@ head -c $((1 << 30)) /dev/urandom > "$work/huge"
 
 key=bench-admin-key-0123456789
 port=$(free_port)
-REELAY_ADMIN_KEY=$key REELAY_LOG=warn target/release/reelay serve \
+REELAY_ADMIN_KEY=$key REELAY_LOG=warn "$reelay_bin" serve \
     --listen "127.0.0.1:$port" --data-dir "$work/data" &
 reelay_pid=$!
 wait_http "http://127.0.0.1:$port/healthz"

@@ -1,5 +1,8 @@
 # Helpers shared by the benchmark scripts.
 
+# The release binary, wherever cargo puts it.
+reelay_bin="${CARGO_TARGET_DIR:-target}/release/reelay"
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -43,7 +43,7 @@ key=bench-admin-key-0123456789
 port=$(free_port)
 REELAY_ADMIN_KEY=$key REELAY_LOG=warn REELAY_STORAGE=s3 REELAY_S3_ENDPOINT=$s3 REELAY_S3_BUCKET=bench \
     REELAY_S3_PATH_STYLE=true AWS_ACCESS_KEY_ID=$access AWS_SECRET_ACCESS_KEY=$secret \
-    target/release/reelay serve --listen "127.0.0.1:$port" --data-dir "$work/data" &
+    "$reelay_bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" &
 reelay_pid=$!
 r=http://127.0.0.1:$port
 wait_http "$r/healthz"

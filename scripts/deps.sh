@@ -28,3 +28,41 @@ need_pip() {
     echo "installing PyPI package $pkg (for $cmd)" >&2
     python3 -m pip install -q "$pkg" >&2
 }
+
+# pg_ready HOST PORT: true when a PostgreSQL server accepts connections there.
+pg_ready() {
+    python3 - "$1" "$2" <<'PY'
+import socket, sys
+s = socket.socket()
+s.settimeout(1)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+except OSError:
+    sys.exit(1)
+PY
+}
+
+# Starts a PostgreSQL cluster in a temp dir on a free port (initdb + pg_ctl, trust auth),
+# exports REELAY_TEST_DATABASE_URL and stops the cluster when the calling shell exits.
+start_throwaway_postgres() {
+    need_deb psql postgresql
+    local bin port dir
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    # Not local: the EXIT trap below runs after this function has returned.
+    pg_throwaway_run=()
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    dir=$(mktemp -d)
+    # initdb refuses to run as root.
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres "$dir"
+        pg_throwaway_run=(runuser -u postgres --)
+    fi
+    "${pg_throwaway_run[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
+    "${pg_throwaway_run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+    "${pg_throwaway_run[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres test
+    export REELAY_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/test"
+    pg_throwaway_stop="$bin/pg_ctl -D $dir/data -m immediate stop"
+    pg_throwaway_dir=$dir
+    trap '"${pg_throwaway_run[@]}" $pg_throwaway_stop >/dev/null 2>&1; rm -rf "$pg_throwaway_dir"' EXIT
+}

@@ -31,6 +31,10 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Upload a file to a running server and print its URL.
     Upload(crate::cli::upload::UploadArgs),
+    /// Run transcode workers only (no HTTP), claiming jobs from the shared catalog.
+    Worker(Box<WorkerCommand>),
+    /// Media helpers: wait for a media to be ready.
+    Media(crate::cli::media::MediaArgs),
     /// Create, list and revoke API keys (works on the catalog directly).
     Keys(crate::cli::keys::KeysArgs),
     /// Check the configured storage, or migrate an fs data dir to S3.
@@ -156,10 +160,66 @@ impl StoreConfig {
     }
 }
 
+/// How transcode workers run; shared by `serve` (in-process workers) and `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// Transcode workers to run in this process; `serve` with 0 is an API-only node.
+    #[arg(long, env = "REELAY_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// ffmpeg binary (ffprobe is looked up beside it); default: found on PATH.
+    #[arg(long, env = "REELAY_FFMPEG")]
+    pub ffmpeg: Option<PathBuf>,
+    /// Seconds a claimed job's lease lasts; workers heartbeat every third of it, and a job
+    /// whose worker stops heartbeating is rescued after it.
+    #[arg(long, env = "REELAY_JOB_LEASE", default_value_t = 60)]
+    pub job_lease_secs: u64,
+    /// Attempts a job gets before it fails for good.
+    #[arg(long, env = "REELAY_JOB_MAX_ATTEMPTS", default_value_t = 3)]
+    pub job_max_attempts: u32,
+    /// Seconds between looks at the queue when it is empty.
+    #[arg(long, env = "REELAY_JOB_POLL_INTERVAL", default_value_t = 1)]
+    pub job_poll_secs: u64,
+    /// Scratch space for transcodes; default `<data dir>/work`.
+    #[arg(long, env = "REELAY_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Tallest rendition (the source-resolution rung is capped at it).
+    #[arg(long, env = "REELAY_MAX_HEIGHT", default_value_t = 1080)]
+    pub max_height: u32,
+    /// Segment duration in seconds.
+    #[arg(long, env = "REELAY_SEGMENT_SECONDS", default_value_t = 4.0)]
+    pub segment_seconds: f64,
+    /// x264 preset for every rendition.
+    #[arg(long, env = "REELAY_X264_PRESET", default_value = "veryfast")]
+    pub x264_preset: String,
+    /// Longest a single transcode may run, in seconds.
+    #[arg(long, env = "REELAY_TRANSCODE_TIMEOUT", default_value_t = 7200)]
+    pub transcode_timeout_secs: u64,
+    /// Longest source accepted, in seconds.
+    #[arg(long, env = "REELAY_MAX_DURATION", default_value_t = 6 * 3600)]
+    pub max_duration_secs: u64,
+}
+
+impl WorkerConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.job_lease_secs.max(3))
+    }
+}
+
+/// `reelay worker`: workers against the shared catalog and storage, no HTTP.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerCommand {
+    #[command(flatten)]
+    pub store: StoreConfig,
+    #[command(flatten)]
+    pub worker: WorkerConfig,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     #[command(flatten)]
     pub store: StoreConfig,
+    #[command(flatten)]
+    pub worker: WorkerConfig,
     /// Address to listen on.
     #[arg(long, env = "REELAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -26,6 +26,12 @@ fn is_valid(prefix: &str, s: &str) -> bool {
     }
 }
 
+/// What every id type offers, so cursors and paths can be generic over them.
+pub trait Id: Clone + PartialEq + std::fmt::Display + Sized {
+    fn parse(s: &str) -> Option<Self>;
+    fn as_str(&self) -> &str;
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -50,6 +56,16 @@ macro_rules! id_type {
             }
         }
 
+        impl Id for $name {
+            fn parse(s: &str) -> Option<Self> {
+                $name::parse(s)
+            }
+
+            fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
@@ -62,6 +78,11 @@ id_type!(
     /// A stored file: `fil_` + 20 base-36 characters.
     FileId,
     "fil_"
+);
+id_type!(
+    /// A media (a transcoded video or audio): `med_` + 20 base-36 characters.
+    MediaId,
+    "med_"
 );
 id_type!(
     /// An API key's public identifier, the part of a key that is not secret.

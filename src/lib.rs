@@ -7,6 +7,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod metrics;
 pub mod server;
 pub mod storage;

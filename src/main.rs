@@ -22,6 +22,8 @@ async fn main() -> anyhow::Result<()> {
             let app = reelay::server::build(*config).await?;
             reelay::server::run(app, reelay::server::shutdown_signal()).await
         }
+        Command::Worker(command) => reelay::server::run_workers(*command).await,
+        Command::Media(args) => reelay::cli::media::run(args).await,
         Command::Upload(args) => reelay::cli::upload::run(args).await,
         Command::Keys(args) => reelay::cli::keys::run(args).await,
         Command::Storage(args) => reelay::cli::storage::run(args).await,

@@ -48,6 +48,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         admin_key_sha256: config.admin_key.as_ref().map(|k| api::hash_token(&k.0)),
         api_cors_origins: config.api_cors_origins.clone(),
         delivery_cors_origins: config.delivery_cors_origins.clone(),
+        job_max_attempts: config.worker.job_max_attempts,
     };
     let state = AppState {
         storage,
@@ -56,6 +57,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         settings: Arc::new(settings),
         metrics: crate::metrics::handle(),
         file_cache: moka::future::Cache::new(config.metadata_cache_entries),
+        media_cache: moka::future::Cache::new(config.metadata_cache_entries / 10 + 1),
     };
     Ok(App {
         state,
@@ -80,6 +82,19 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) -> anyhow::Result
         Duration::from_secs(config.sweep_interval_secs.max(1)),
         Duration::from_secs(config.sweep_grace_secs),
     );
+    let stop_workers = tokio_util::sync::CancellationToken::new();
+    let workers = if config.worker.workers > 0 {
+        let context = crate::jobs::WorkerContext::new(
+            state.storage.clone(),
+            state.catalog.clone(),
+            config.worker.clone(),
+            &config.store.data_dir,
+        )
+        .await?;
+        crate::jobs::spawn(context, config.worker.workers, stop_workers.clone())
+    } else {
+        Vec::new()
+    };
     let router = api::router(state);
     let header_timeout = config.header_timeout();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -123,6 +138,11 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) -> anyhow::Result
 
     drop(listener);
     sweeper.abort();
+    // Workers hand their running job back to the queue and stop.
+    stop_workers.cancel();
+    for worker in workers {
+        let _ = worker.await;
+    }
     tracing::info!("shutting down: waiting for in-flight requests");
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     tokio::select! {
@@ -152,4 +172,26 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// `reelay worker`: transcode workers on the shared catalog and storage, until SIGTERM.
+pub async fn run_workers(command: crate::config::WorkerCommand) -> anyhow::Result<()> {
+    let storage = crate::storage::open(&command.store).await?;
+    let catalog = catalog::open(&command.store.database_url()).await?;
+    let context = crate::jobs::WorkerContext::new(
+        storage,
+        catalog,
+        command.worker.clone(),
+        &command.store.data_dir,
+    )
+    .await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers = crate::jobs::spawn(context, command.worker.workers.max(1), stop.clone());
+    shutdown_signal().await;
+    tracing::info!("stopping workers");
+    stop.cancel();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::{
     catalog::DynCatalog,
-    ids::FileId,
+    ids::{FileId, MediaId},
     storage::{DynStorage, ObjectKey},
 };
 
@@ -45,11 +45,39 @@ pub async fn sweep_once(
             tracing::info!(key = %key, "swept a blob no row references");
         }
     }
+    orphans_removed += sweep_media_runs(storage, catalog, cutoff).await?;
     metrics::counter!("reelay_swept_blobs_total").increment(orphans_removed);
     Ok(SweepReport {
         incomplete_removed,
         orphans_removed,
     })
+}
+
+/// Removes transcode outputs that no ready media serves: runs of deleted media, and runs that
+/// failed or were fenced out and could not clean up after themselves.
+async fn sweep_media_runs(
+    storage: &DynStorage,
+    catalog: &DynCatalog,
+    cutoff: SystemTime,
+) -> anyhow::Result<u64> {
+    let mut runs: std::collections::HashMap<String, (MediaId, bool)> = Default::default();
+    for object in storage.list(ObjectKey::MEDIA_PREFIX).await? {
+        if let Some((id, prefix)) = ObjectKey::media_run_of(&object.key) {
+            let entry = runs.entry(prefix).or_insert((id, true));
+            // A run is old only when every one of its objects is.
+            entry.1 &= object.modified < cutoff;
+        }
+    }
+    let ids: Vec<MediaId> = runs.values().map(|(id, _)| id.clone()).collect();
+    let served = catalog.served_prefixes(&ids).await?;
+    let mut removed = 0;
+    for (prefix, (_, old)) in runs {
+        if old && !served.contains(&prefix) {
+            removed += storage.delete_prefix(&prefix).await?;
+            tracing::info!(%prefix, "swept a transcode run no media serves");
+        }
+    }
+    Ok(removed)
 }
 
 /// Sweeps now and then every `interval` until the task is dropped.

@@ -7,10 +7,19 @@ use axum::{
 };
 use http::{HeaderMap, Method};
 
-use super::{extract::FileIdPath, AppState};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
+
+use super::{
+    extract::{FileIdPath, MediaIdPath, MediaPath},
+    AppState, ReadyMedia,
+};
 use crate::{
-    catalog::Access,
-    delivery::{self, signature, Source},
+    catalog::{Access, MediaState},
+    delivery::{self, playlist, signature, Source},
     error::ApiError,
     storage::ObjectKey,
 };
@@ -45,10 +54,7 @@ pub async fn file(
         ));
     }
     let representation = delivery::file_representation(&record, signed.as_ref(), now)?;
-    let source = Source {
-        storage: state.storage.clone(),
-        key: ObjectKey::file(&id),
-    };
+    let source = Source::storage(state.storage.clone(), ObjectKey::file(&id));
     match delivery::respond(&method, &headers, &representation, source).await {
         Err(e) if e.status == http::StatusCode::NOT_FOUND => {
             // The catalog lists it but the bytes are gone: an inconsistency to look into.
@@ -56,5 +62,144 @@ pub async fn file(
             Err(delivery::not_found())
         }
         other => other,
+    }
+}
+
+/// Manifests are small; a rewritten one is built in memory, within this bound.
+const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// `GET`/`HEAD /media/{id}/{path}`: playlists, manifests, init and media segments, poster.
+pub async fn media(
+    State(state): State<AppState>,
+    MediaIdPath(id): MediaIdPath,
+    MediaPath(path): MediaPath,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query.unwrap_or_default();
+    let now = signature::unix_now();
+    let signed = if signature::Signer::looks_signed(&query) {
+        Some(
+            state
+                .signer
+                .verify(&delivery::media_scope(&id), &query, now)
+                .map_err(delivery::signature_refused)?,
+        )
+    } else {
+        None
+    };
+    let ready: Arc<ReadyMedia> = match state.ready_media(&id).await? {
+        Lookup::Ready(ready) => ready,
+        Lookup::NotReady(access) => {
+            if access == Access::Private && signed.is_none() {
+                return Err(delivery::signature_refused(
+                    signature::SignatureError::Missing,
+                ));
+            }
+            return Err(delivery::media_not_ready());
+        }
+        Lookup::Missing => return Err(delivery::not_found()),
+    };
+    if ready.record.access == Access::Private && signed.is_none() {
+        return Err(delivery::signature_refused(
+            signature::SignatureError::Missing,
+        ));
+    }
+    let file = ready.files.get(&path).ok_or_else(delivery::not_found)?;
+    let prefix = ready
+        .record
+        .output_prefix
+        .as_deref()
+        .ok_or_else(|| ApiError::internal("a ready media has no output prefix"))?;
+    let key = ObjectKey::media_file(prefix, &path).ok_or_else(delivery::not_found)?;
+    let source = Source::storage(state.storage.clone(), key);
+
+    let is_manifest = path.ends_with(".m3u8") || path.ends_with(".mpd");
+    let (source, size, sha256) = match (&signed, is_manifest) {
+        (Some(_), true) if file.size <= MAX_MANIFEST_BYTES => {
+            // The viewer's token goes onto every URI the manifest references.
+            let token = token_query(&query);
+            let text = read_small(&source).await?;
+            let text = String::from_utf8_lossy(&text);
+            let rewritten = if path.ends_with(".m3u8") {
+                playlist::sign_m3u8(&text, &token)
+            } else {
+                playlist::sign_mpd(&text, &token)
+            };
+            let bytes = Bytes::from(rewritten);
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            (Source::Memory(bytes.clone()), bytes.len() as u64, sha256)
+        }
+        _ => (source, file.size, file.sha256.clone()),
+    };
+    let representation =
+        delivery::media_representation(&ready.record, file, size, &sha256, signed.as_ref(), now);
+    match delivery::respond(&method, &headers, &representation, source).await {
+        Err(e) if e.status == http::StatusCode::NOT_FOUND => {
+            tracing::error!(media = %id, %path, "catalog lists a media file storage does not have");
+            Err(delivery::not_found())
+        }
+        other => other,
+    }
+}
+
+/// The signature parameters of a request, in the order they came, to append to manifest URIs.
+fn token_query(query: &str) -> String {
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| matches!(k.as_ref(), "exp" | "kid" | "sig"))
+        .fold(
+            form_urlencoded::Serializer::new(String::new()),
+            |mut out, (k, v)| {
+                out.append_pair(&k, &v);
+                out
+            },
+        )
+        .finish()
+}
+
+async fn read_small(source: &Source) -> Result<Vec<u8>, ApiError> {
+    let Source::Storage { storage, key } = source else {
+        return Err(ApiError::internal("manifest source is not storage"));
+    };
+    let chunks: Vec<Bytes> = storage
+        .get(key, None)
+        .await?
+        .try_collect()
+        .await
+        .map_err(|e| ApiError::from(crate::storage::StorageError::from_io(e)))?;
+    Ok(chunks.concat())
+}
+
+/// What the delivery path knows about a media.
+pub enum Lookup {
+    Ready(Arc<ReadyMedia>),
+    NotReady(Access),
+    Missing,
+}
+
+impl AppState {
+    /// A ready media with its file list, from the in-process cache (ready output never
+    /// changes; a delete invalidates it) or the catalog. Media not yet ready are not cached.
+    pub async fn ready_media(&self, id: &crate::ids::MediaId) -> Result<Lookup, ApiError> {
+        if let Some(ready) = self.media_cache.get(id).await {
+            return Ok(Lookup::Ready(ready));
+        }
+        let Some(record) = self.catalog.get_media(id).await? else {
+            return Ok(Lookup::Missing);
+        };
+        if record.state != MediaState::Ready {
+            return Ok(Lookup::NotReady(record.access));
+        }
+        let files = self
+            .catalog
+            .media_files(id)
+            .await?
+            .into_iter()
+            .map(|f| (f.path.clone(), f))
+            .collect();
+        let ready = Arc::new(ReadyMedia { record, files });
+        self.media_cache.insert(id.clone(), ready.clone()).await;
+        Ok(Lookup::Ready(ready))
     }
 }

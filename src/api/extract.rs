@@ -8,23 +8,59 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::{error::ApiError, ids::FileId};
+use crate::{
+    error::ApiError,
+    ids::{FileId, Id, MediaId},
+};
 
 /// The `{id}` of a path, checked against the file id grammar before any lookup.
 pub struct FileIdPath(pub FileId);
+
+/// The `{id}` of a path, checked against the media id grammar before any lookup.
+pub struct MediaIdPath(pub MediaId);
+
+async fn path_id<I: Id, S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<I, ApiError> {
+    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| invalid_id())?;
+    params
+        .get("id")
+        .and_then(|id| I::parse(id))
+        .ok_or_else(invalid_id)
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for FileIdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_id(parts, state).await.map(FileIdPath)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MediaIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_id(parts, state).await.map(MediaIdPath)
+    }
+}
+
+/// The `{*path}` under a media, made of safe segments (it is then looked up in the catalog's
+/// list of the media's files, never used as a path as such).
+pub struct MediaPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for MediaPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map_err(|_| invalid_id())?;
+            .map_err(|_| ApiError::not_found())?;
         params
-            .get("id")
-            .and_then(|id| FileId::parse(id))
-            .map(FileIdPath)
-            .ok_or_else(invalid_id)
+            .get("path")
+            .filter(|p| p.len() <= 256 && crate::storage::is_safe_path(p))
+            .map(|p| MediaPath(p.clone()))
+            .ok_or_else(crate::delivery::not_found)
     }
 }
 

@@ -51,7 +51,7 @@ impl FileJson {
     }
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).expect("catalog times are formattable")
 }
 
@@ -59,9 +59,12 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 pub struct UploadParams {
     filename: Option<String>,
     access: Option<String>,
+    /// Also start a transcode of the upload (the answer then carries the media).
+    #[serde(default)]
+    transcode: bool,
 }
 
-fn parse_access(value: Option<&str>) -> Result<Access, ApiError> {
+pub(super) fn parse_access(value: Option<&str>) -> Result<Access, ApiError> {
     match value {
         None | Some("") => Ok(Access::default()),
         Some(v) => Access::parse(v).ok_or_else(|| {
@@ -161,7 +164,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<UploadParams>,
     request: Request,
-) -> Result<(StatusCode, HeaderMap, Json<FileJson>), ApiError> {
+) -> Result<(StatusCode, HeaderMap, Json<serde_json::Value>), ApiError> {
     let max = state.settings.max_upload_bytes;
     let declared_length = request
         .headers()
@@ -202,7 +205,12 @@ pub async fn create(
         }
     };
     tracing::info!(file = %record.id, size = record.size, "file stored");
-    let json = FileJson::new(&record, &state.settings.public_url);
+    let mut json = serde_json::to_value(FileJson::new(&record, &state.settings.public_url))
+        .map_err(ApiError::internal)?;
+    if params.transcode {
+        let media = super::media::start_for_upload(&state, &record).await?;
+        json["media"] = serde_json::to_value(media).map_err(ApiError::internal)?;
+    }
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/files/{}", record.id)) {
         headers.insert(header::LOCATION, location);
@@ -362,22 +370,30 @@ pub struct FileList {
 
 const MAX_PAGE: u32 = 1000;
 
+/// A page size: 50 by default, 1-1000.
+pub(super) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_PAGE}")));
+    }
+    Ok(limit)
+}
+
+pub(super) fn invalid_cursor() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_cursor",
+        "the cursor is not one we issued",
+    )
+}
+
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<FileList>, ApiError> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_PAGE}")));
-    }
+    let limit = page_limit(params.limit)?;
     let cursor = match params.cursor.as_deref() {
-        Some(c) => Some(FileCursor::decode(c).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                "the cursor is not one we issued",
-            )
-        })?),
+        Some(c) => Some(FileCursor::decode(c).ok_or_else(invalid_cursor)?),
         None => None,
     };
     // One extra row tells whether another page exists.
@@ -413,9 +429,34 @@ pub async fn remove(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
-    expires_in: Option<u64>,
-    disposition: Option<String>,
-    filename: Option<String>,
+    pub(super) expires_in: Option<u64>,
+    pub(super) disposition: Option<String>,
+    pub(super) filename: Option<String>,
+}
+
+impl SignRequest {
+    /// An empty body means every default.
+    pub(super) fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))
+    }
+
+    /// Seconds the URL lives: 1 hour by default, at most the signature lifetime cap.
+    pub(super) fn lifetime(&self) -> Result<u64, ApiError> {
+        let lifetime = self.expires_in.unwrap_or(DEFAULT_URL_LIFETIME);
+        let max = signature::MAX_LIFETIME.as_secs();
+        if !(1..=max).contains(&lifetime) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_expires_in",
+                format!("expires_in must be 1-{max} seconds"),
+            ));
+        }
+        Ok(lifetime)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -431,21 +472,8 @@ pub async fn signed_url(
     FileIdPath(id): FileIdPath,
     body: Bytes,
 ) -> Result<Json<SignedUrl>, ApiError> {
-    let request: SignRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SignRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
-    };
-    let lifetime = request.expires_in.unwrap_or(DEFAULT_URL_LIFETIME);
-    let max = signature::MAX_LIFETIME.as_secs();
-    if !(1..=max).contains(&lifetime) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_expires_in",
-            format!("expires_in must be 1-{max} seconds"),
-        ));
-    }
+    let request = SignRequest::parse(&body)?;
+    let lifetime = request.lifetime()?;
     let mut params: Vec<(&str, &str)> = Vec::new();
     if let Some(d) = request.disposition.as_deref() {
         if disposition::DispositionType::parse(d).is_none() {

@@ -6,6 +6,7 @@ mod body;
 mod delivery;
 mod extract;
 mod files;
+mod media;
 mod ops;
 
 use std::{sync::Arc, time::Duration};
@@ -25,10 +26,10 @@ use tower_http::{
 
 pub use self::auth::{hash_token, new_token};
 use crate::{
-    catalog::{DynCatalog, FileRecord, Scope},
+    catalog::{DynCatalog, FileRecord, MediaFile, MediaRecord, Scope},
     delivery::signature::Signer,
     error::ApiError,
-    ids::FileId,
+    ids::{FileId, MediaId},
     storage::DynStorage,
 };
 
@@ -43,6 +44,14 @@ pub struct Settings {
     pub admin_key_sha256: Option<[u8; 32]>,
     pub api_cors_origins: Vec<String>,
     pub delivery_cors_origins: Vec<String>,
+    pub job_max_attempts: u32,
+}
+
+/// A ready media and its files by path, as the delivery path caches them.
+#[derive(Debug)]
+pub struct ReadyMedia {
+    pub record: MediaRecord,
+    pub files: std::collections::HashMap<String, MediaFile>,
 }
 
 #[derive(Clone)]
@@ -55,6 +64,8 @@ pub struct AppState {
     /// File records for the delivery hot path. Content under an id never changes, so an entry
     /// is only ever invalidated by a delete.
     pub file_cache: moka::future::Cache<FileId, Arc<FileRecord>>,
+    /// Ready media for the delivery hot path; ready output never changes, a delete invalidates.
+    pub media_cache: moka::future::Cache<MediaId, Arc<ReadyMedia>>,
 }
 
 impl AppState {
@@ -103,6 +114,26 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(require(Scope::FilesRead))
                 .options(ops::no_content),
         )
+        .route(
+            "/v1/media",
+            post(media::create)
+                .route_layer(require(Scope::MediaWrite))
+                .merge(get(media::list).route_layer(require(Scope::MediaRead)))
+                .options(ops::no_content),
+        )
+        .route(
+            "/v1/media/{id}",
+            get(media::show)
+                .route_layer(require(Scope::MediaRead))
+                .merge(axum::routing::delete(media::remove).route_layer(require(Scope::MediaWrite)))
+                .options(ops::no_content),
+        )
+        .route(
+            "/v1/media/{id}/signed-url",
+            post(media::signed_url)
+                .route_layer(require(Scope::MediaRead))
+                .options(ops::no_content),
+        )
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -116,6 +147,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/files/{id}/{name}",
             get(delivery::file).options(ops::no_content),
+        )
+        .route(
+            "/media/{id}/{*path}",
+            get(delivery::media).options(ops::no_content),
         )
         .layer(delivery_cors(&state.settings.delivery_cors_origins));
 

@@ -1,16 +1,18 @@
 //! Metadata in SQL. One trait, two engines (SQLite now, PostgreSQL for scale-out), one shared
 //! test suite (tests/backends). Write order everywhere: bytes durable first, then the row.
 
+mod postgres;
 mod sqlite;
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use self::postgres::PostgresCatalog;
 pub use self::sqlite::SqliteCatalog;
-use crate::ids::{FileId, KeyId};
+use crate::ids::{FileId, Id, KeyId, MediaId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -49,13 +51,16 @@ pub struct FileRecord {
     pub created_at: OffsetDateTime,
 }
 
-/// Where a page of the newest-first listing ended: the last row's (created_at, id). Keyset
+/// Where a page of a newest-first listing ended: the last row's (created_at, id). Keyset
 /// pagination stays correct while rows are added, unlike OFFSET.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileCursor {
+pub struct Cursor<I> {
     pub created_at: OffsetDateTime,
-    pub id: FileId,
+    pub id: I,
 }
+
+pub type FileCursor = Cursor<FileId>;
+pub type MediaCursor = Cursor<MediaId>;
 
 impl FileCursor {
     pub fn after(record: &FileRecord) -> Self {
@@ -64,7 +69,18 @@ impl FileCursor {
             id: record.id.clone(),
         }
     }
+}
 
+impl MediaCursor {
+    pub fn after(record: &MediaRecord) -> Self {
+        Self {
+            created_at: record.created_at,
+            id: record.id.clone(),
+        }
+    }
+}
+
+impl<I: Id> Cursor<I> {
     pub fn encode(&self) -> String {
         use base64::Engine;
         let raw = format!("{}.{}", micros(self.created_at), self.id);
@@ -83,10 +99,102 @@ impl FileCursor {
         let (at, id) = raw.split_once('.')?;
         Some(Self {
             created_at: from_micros(at.parse().ok()?)?,
-            id: FileId::parse(id)?,
+            id: I::parse(id)?,
         })
     }
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaState {
+    Queued,
+    Processing,
+    Ready,
+    Failed,
+}
+
+impl MediaState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaState::Queued => "queued",
+            MediaState::Processing => "processing",
+            MediaState::Ready => "ready",
+            MediaState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Queued, Self::Processing, Self::Ready, Self::Failed]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// One rendition of a ready media, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rendition {
+    /// `video` or `audio`.
+    pub kind: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bandwidth: u64,
+    pub codecs: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaRecord {
+    pub id: MediaId,
+    pub file_id: FileId,
+    pub access: Access,
+    pub state: MediaState,
+    pub progress: u8,
+    /// Why the media failed, in words a user can act on.
+    pub error: Option<String>,
+    /// Storage prefix (ending in '/') of the run whose output is served, once ready.
+    pub output_prefix: Option<String>,
+    pub renditions: Vec<Rendition>,
+    pub duration: Option<f64>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// One file of a ready media's output, relative to its output prefix (e.g. `seg-0-00001.m4s`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub content_type: String,
+}
+
+/// What a finished transcode run hands to the catalog in one write.
+#[derive(Debug, Clone)]
+pub struct MediaOutput {
+    pub prefix: String,
+    pub renditions: Vec<Rendition>,
+    pub duration: Option<f64>,
+    pub files: Vec<MediaFile>,
+}
+
+/// A worker's hold on a job: the job and the fencing token of this claim. Every write of
+/// results names it, and the catalog refuses writes whose token is no longer current.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub job_id: i64,
+    pub token: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    pub lease: Lease,
+    pub kind: String,
+    pub subject: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+pub const TRANSCODE_JOB: &str = "transcode";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum Scope {
@@ -171,6 +279,65 @@ pub trait Catalog: Send + Sync + 'static {
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, CatalogError>;
     /// Marks the key revoked; false when no such live key exists.
     async fn revoke_key(&self, id: &KeyId) -> Result<bool, CatalogError>;
+
+    /// Creates a queued media and its transcode job, in one transaction.
+    async fn create_media(
+        &self,
+        media: &MediaRecord,
+        max_attempts: u32,
+    ) -> Result<(), CatalogError>;
+    async fn get_media(&self, id: &MediaId) -> Result<Option<MediaRecord>, CatalogError>;
+    async fn list_media(
+        &self,
+        limit: u32,
+        after: Option<&MediaCursor>,
+    ) -> Result<Vec<MediaRecord>, CatalogError>;
+    /// Removes the media, its file list and its jobs; false when there was none.
+    async fn delete_media(&self, id: &MediaId) -> Result<bool, CatalogError>;
+    async fn media_files(&self, id: &MediaId) -> Result<Vec<MediaFile>, CatalogError>;
+    /// Which media ids exist among `ids` (the sweeper asks before removing outputs).
+    async fn existing_media(&self, ids: &[MediaId]) -> Result<HashSet<MediaId>, CatalogError>;
+    /// The output prefix each ready media serves (the sweeper keeps those, removes other runs).
+    async fn served_prefixes(&self, ids: &[MediaId]) -> Result<HashSet<String>, CatalogError>;
+
+    /// Claims the oldest runnable queued job for `lease` from now, in a short transaction;
+    /// the job then runs outside any transaction.
+    async fn claim_job(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, CatalogError>;
+    /// Extends the lease; false when it is no longer ours (rescued and claimed again).
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<bool, CatalogError>;
+    /// Fenced: the media goes to `processing` at 0%.
+    async fn start_media(&self, lease: &Lease, id: &MediaId) -> Result<bool, CatalogError>;
+    /// Fenced progress update.
+    async fn media_progress(
+        &self,
+        lease: &Lease,
+        id: &MediaId,
+        progress: u8,
+    ) -> Result<bool, CatalogError>;
+    /// Fenced: records the output, marks the media ready and the job done, in one transaction.
+    async fn complete_media(
+        &self,
+        lease: &Lease,
+        id: &MediaId,
+        output: &MediaOutput,
+    ) -> Result<bool, CatalogError>;
+    /// Fenced: requeues the job (with backoff) when `retry` and attempts remain; otherwise the
+    /// job and its media fail with `reason`.
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        retry: bool,
+    ) -> Result<bool, CatalogError>;
+    /// Returns jobs whose lease expired to the queue (attempts count), or fails them once
+    /// their attempts are spent. Safe to run from every worker at once. Returns how many.
+    async fn rescue_expired(&self) -> Result<u64, CatalogError>;
+    /// Jobs by state, for metrics.
+    async fn job_counts(&self) -> Result<Vec<(String, u64)>, CatalogError>;
 }
 
 pub type DynCatalog = Arc<dyn Catalog>;
@@ -179,9 +346,11 @@ pub type DynCatalog = Arc<dyn Catalog>;
 pub async fn open(url: &str) -> anyhow::Result<DynCatalog> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteCatalog::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresCatalog::open(url).await?))
     } else {
         anyhow::bail!(
-            "unsupported catalog URL {:?}: expected sqlite://PATH",
+            "unsupported catalog URL {:?}: expected sqlite://PATH or postgres://...",
             url.split(':').next().unwrap_or_default()
         )
     }

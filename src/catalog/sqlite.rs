@@ -13,7 +13,9 @@ use sqlx::{
 };
 
 use super::{
-    from_micros, micros, Access, ApiKeyRecord, Catalog, CatalogError, FileCursor, FileRecord, Scope,
+    from_micros, micros, now, Access, ApiKeyRecord, Catalog, CatalogError, ClaimedJob, FileCursor,
+    FileRecord, Lease, MediaCursor, MediaFile, MediaId, MediaOutput, MediaRecord, MediaState,
+    Scope, TRANSCODE_JOB,
 };
 use crate::ids::{FileId, KeyId};
 
@@ -60,6 +62,34 @@ impl SqliteCatalog {
     }
 }
 
+impl SqliteCatalog {
+    /// Fenced: moves the media to `state` with `progress` if the lease is still current.
+    async fn media_progress_state(
+        &self,
+        lease: &Lease,
+        id: &MediaId,
+        progress: u8,
+        state: MediaState,
+    ) -> Result<bool, CatalogError> {
+        let n = self
+            .write(
+                sqlx::query(
+                    "UPDATE media SET state = ?, progress = ?, updated_at = ?
+                     WHERE id = ? AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND lease_token = ?
+                                              AND state = 'running')",
+                )
+                .bind(state.as_str())
+                .bind(progress as i64)
+                .bind(micros(now()))
+                .bind(id.as_str())
+                .bind(lease.job_id)
+                .bind(lease.token),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+}
+
 fn db_error(e: sqlx::Error) -> CatalogError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
@@ -89,6 +119,33 @@ fn file_from_row(row: &SqliteRow) -> Result<FileRecord, CatalogError> {
         access: Access::parse(&access).ok_or_else(|| corrupt("access"))?,
         created_at: from_micros(row.get("created_at")).ok_or_else(|| corrupt("created_at"))?,
     })
+}
+
+fn media_from_row(row: &SqliteRow) -> Result<MediaRecord, CatalogError> {
+    let id: String = row.get("id");
+    let file_id: String = row.get("file_id");
+    let access: String = row.get("access");
+    let state: String = row.get("state");
+    let progress: i64 = row.get("progress");
+    let renditions: String = row.get("renditions");
+    Ok(MediaRecord {
+        id: MediaId::parse(&id).ok_or_else(|| corrupt("media id"))?,
+        file_id: FileId::parse(&file_id).ok_or_else(|| corrupt("file id"))?,
+        access: Access::parse(&access).ok_or_else(|| corrupt("access"))?,
+        state: MediaState::parse(&state).ok_or_else(|| corrupt("state"))?,
+        progress: progress.clamp(0, 100) as u8,
+        error: row.get("error"),
+        output_prefix: row.get("output_prefix"),
+        renditions: serde_json::from_str(&renditions).map_err(|_| corrupt("renditions"))?,
+        duration: row.get("duration"),
+        created_at: from_micros(row.get("created_at")).ok_or_else(|| corrupt("created_at"))?,
+        updated_at: from_micros(row.get("updated_at")).ok_or_else(|| corrupt("updated_at"))?,
+    })
+}
+
+/// Seconds to wait before retrying a job after its `attempt`-th failure.
+fn backoff(attempt: i64) -> Duration {
+    Duration::from_secs((5 * attempt.max(1) as u64).min(300))
 }
 
 fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, CatalogError> {
@@ -240,6 +297,459 @@ impl Catalog for SqliteCatalog {
             .await
             .map_err(db_error)?;
         rows.iter().map(key_from_row).collect()
+    }
+
+    async fn create_media(
+        &self,
+        media: &MediaRecord,
+        max_attempts: u32,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let at = micros(media.created_at);
+        sqlx::query(
+            "INSERT INTO media (id, file_id, access, state, progress, renditions, created_at, updated_at)
+             VALUES (?, ?, ?, ?, 0, '[]', ?, ?)",
+        )
+        .bind(media.id.as_str())
+        .bind(media.file_id.as_str())
+        .bind(media.access.as_str())
+        .bind(media.state.as_str())
+        .bind(at)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO jobs (kind, subject, state, max_attempts, run_after, created_at, updated_at)
+             VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+        )
+        .bind(TRANSCODE_JOB)
+        .bind(media.id.as_str())
+        .bind(max_attempts as i64)
+        .bind(at)
+        .bind(at)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_media(&self, id: &MediaId) -> Result<Option<MediaRecord>, CatalogError> {
+        sqlx::query("SELECT * FROM media WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(media_from_row)
+            .transpose()
+    }
+
+    async fn list_media(
+        &self,
+        limit: u32,
+        after: Option<&MediaCursor>,
+    ) -> Result<Vec<MediaRecord>, CatalogError> {
+        let rows = match after {
+            Some(cursor) => {
+                sqlx::query(
+                    "SELECT * FROM media
+                     WHERE created_at < ?1 OR (created_at = ?1 AND id < ?2)
+                     ORDER BY created_at DESC, id DESC LIMIT ?3",
+                )
+                .bind(micros(cursor.created_at))
+                .bind(cursor.id.as_str())
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM media ORDER BY created_at DESC, id DESC LIMIT ?")
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db_error)?;
+        rows.iter().map(media_from_row).collect()
+    }
+
+    async fn delete_media(&self, id: &MediaId) -> Result<bool, CatalogError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM jobs WHERE subject = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM media_files WHERE media_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let done = sqlx::query("DELETE FROM media WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn media_files(&self, id: &MediaId) -> Result<Vec<MediaFile>, CatalogError> {
+        let rows = sqlx::query("SELECT * FROM media_files WHERE media_id = ? ORDER BY path")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let size: i64 = row.get("size");
+                Ok(MediaFile {
+                    path: row.get("path"),
+                    size: u64::try_from(size).map_err(|_| corrupt("size"))?,
+                    sha256: row.get("sha256"),
+                    content_type: row.get("content_type"),
+                })
+            })
+            .collect()
+    }
+
+    async fn existing_media(&self, ids: &[MediaId]) -> Result<HashSet<MediaId>, CatalogError> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT id FROM media WHERE id IN ({placeholders})");
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(db_error)? {
+                let id: String = row.get("id");
+                found.extend(MediaId::parse(&id));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn served_prefixes(&self, ids: &[MediaId]) -> Result<HashSet<String>, CatalogError> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT output_prefix FROM media WHERE output_prefix IS NOT NULL AND id IN ({placeholders})"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(db_error)? {
+                found.insert(row.get("output_prefix"));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn claim_job(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, CatalogError> {
+        let at = micros(now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let row = sqlx::query(
+            "UPDATE jobs
+             SET state = 'running', attempts = attempts + 1, lease_token = lease_token + 1,
+                 lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
+             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND run_after <= ?3
+                         ORDER BY run_after, id LIMIT 1)
+             RETURNING id, lease_token, kind, subject, attempts, max_attempts",
+        )
+        .bind(owner)
+        .bind(at + lease.as_micros() as i64)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(row.map(|row| {
+            let attempts: i64 = row.get("attempts");
+            let max_attempts: i64 = row.get("max_attempts");
+            ClaimedJob {
+                lease: Lease {
+                    job_id: row.get("id"),
+                    token: row.get("lease_token"),
+                },
+                kind: row.get("kind"),
+                subject: row.get("subject"),
+                attempt: attempts as u32,
+                max_attempts: max_attempts as u32,
+            }
+        }))
+    }
+
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<bool, CatalogError> {
+        let at = micros(now());
+        let n = self
+            .write(
+                sqlx::query(
+                    "UPDATE jobs SET lease_expires_at = ?, updated_at = ?
+                     WHERE id = ? AND lease_token = ? AND state = 'running'",
+                )
+                .bind(at + duration.as_micros() as i64)
+                .bind(at)
+                .bind(lease.job_id)
+                .bind(lease.token),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn start_media(&self, lease: &Lease, id: &MediaId) -> Result<bool, CatalogError> {
+        self.media_progress_state(lease, id, 0, MediaState::Processing)
+            .await
+    }
+
+    async fn media_progress(
+        &self,
+        lease: &Lease,
+        id: &MediaId,
+        progress: u8,
+    ) -> Result<bool, CatalogError> {
+        self.media_progress_state(lease, id, progress, MediaState::Processing)
+            .await
+    }
+
+    async fn complete_media(
+        &self,
+        lease: &Lease,
+        id: &MediaId,
+        output: &MediaOutput,
+    ) -> Result<bool, CatalogError> {
+        let at = micros(now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let fenced = sqlx::query(
+            "UPDATE jobs SET state = 'done', lease_expires_at = NULL, updated_at = ?
+             WHERE id = ? AND lease_token = ? AND state = 'running'",
+        )
+        .bind(at)
+        .bind(lease.job_id)
+        .bind(lease.token)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if fenced.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM media_files WHERE media_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for file in &output.files {
+            sqlx::query(
+                "INSERT INTO media_files (media_id, path, size, sha256, content_type)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(&file.path)
+            .bind(file.size as i64)
+            .bind(&file.sha256)
+            .bind(&file.content_type)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        let renditions =
+            serde_json::to_string(&output.renditions).map_err(|e| CatalogError::Other(e.into()))?;
+        let updated = sqlx::query(
+            "UPDATE media SET state = 'ready', progress = 100, error = NULL, output_prefix = ?,
+                 renditions = ?, duration = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&output.prefix)
+        .bind(renditions)
+        .bind(output.duration)
+        .bind(at)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            // The media was deleted while it was transcoding; nothing to mark ready.
+            return Ok(false);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        retry: bool,
+    ) -> Result<bool, CatalogError> {
+        let at = micros(now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let row = sqlx::query(
+            "SELECT subject, attempts, max_attempts FROM jobs
+             WHERE id = ? AND lease_token = ? AND state = 'running'",
+        )
+        .bind(lease.job_id)
+        .bind(lease.token)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let subject: String = row.get("subject");
+        let attempts: i64 = row.get("attempts");
+        let max_attempts: i64 = row.get("max_attempts");
+        if retry && attempts < max_attempts {
+            sqlx::query(
+                "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                     run_after = ?, last_error = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(at + backoff(attempts).as_micros() as i64)
+            .bind(reason)
+            .bind(at)
+            .bind(lease.job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            sqlx::query(
+                "UPDATE media SET state = 'queued', progress = 0, updated_at = ? WHERE id = ?",
+            )
+            .bind(at)
+            .bind(&subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET state = 'failed', lease_expires_at = NULL, last_error = ?,
+                     updated_at = ? WHERE id = ?",
+            )
+            .bind(reason)
+            .bind(at)
+            .bind(lease.job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            sqlx::query(
+                "UPDATE media SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(reason)
+            .bind(at)
+            .bind(&subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn rescue_expired(&self) -> Result<u64, CatalogError> {
+        let at = micros(now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let expired = sqlx::query(
+            "SELECT id, subject, attempts, max_attempts FROM jobs
+             WHERE state = 'running' AND lease_expires_at < ?",
+        )
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        for row in &expired {
+            let id: i64 = row.get("id");
+            let subject: String = row.get("subject");
+            let attempts: i64 = row.get("attempts");
+            let max_attempts: i64 = row.get("max_attempts");
+            if attempts < max_attempts {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                         last_error = 'the worker stopped answering', updated_at = ? WHERE id = ?",
+                )
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(
+                    "UPDATE media SET state = 'queued', progress = 0, updated_at = ? WHERE id = ?",
+                )
+                .bind(at)
+                .bind(&subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            } else {
+                let reason = format!(
+                    "the worker processing this media stopped answering {attempts} times; giving up"
+                );
+                sqlx::query(
+                    "UPDATE jobs SET state = 'failed', lease_expires_at = NULL, last_error = ?,
+                         updated_at = ? WHERE id = ?",
+                )
+                .bind(&reason)
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(
+                    "UPDATE media SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                )
+                .bind(&reason)
+                .bind(at)
+                .bind(&subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(expired.len() as u64)
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(String, u64)>, CatalogError> {
+        let rows = sqlx::query("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let n: i64 = row.get("n");
+                (row.get("state"), n as u64)
+            })
+            .collect())
     }
 
     async fn revoke_key(&self, id: &KeyId) -> Result<bool, CatalogError> {

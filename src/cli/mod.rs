@@ -1,5 +1,6 @@
 //! Client and admin subcommands. `serve` lives in `server`.
 
 pub mod keys;
+pub mod media;
 pub mod storage;
 pub mod upload;

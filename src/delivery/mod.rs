@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod conditional;
 pub mod disposition;
+pub mod playlist;
 pub mod range;
 mod response;
 pub mod signature;
@@ -20,7 +21,11 @@ use self::{
     disposition::{content_disposition, default_disposition, DispositionType},
     signature::SignedParams,
 };
-use crate::{catalog::FileRecord, error::ApiError, ids::FileId};
+use crate::{
+    catalog::{FileRecord, MediaFile, MediaRecord},
+    error::ApiError,
+    ids::{FileId, MediaId},
+};
 
 /// What a file signature covers: the file's path, whatever name follows it.
 pub fn file_scope(id: &FileId) -> String {
@@ -59,6 +64,52 @@ pub fn file_representation(
         cache,
         surrogate_key: record.id.to_string(),
     })
+}
+
+/// What a media signature covers: every path under the media, so one token plays it all.
+pub fn media_scope(id: &MediaId) -> String {
+    format!("/media/{id}/")
+}
+
+/// How one file of a ready media is served. Media files are shown inline (players fetch
+/// them); `sha256` is the served body's, which differs from the stored one when a playlist
+/// was rewritten to carry a viewer's token.
+pub fn media_representation(
+    media: &MediaRecord,
+    file: &MediaFile,
+    size: u64,
+    sha256: &str,
+    signed: Option<&SignedParams>,
+    now: u64,
+) -> Representation {
+    let cache = match signed {
+        Some(s) => CachePolicy::Signed {
+            remaining: s.expires_at.saturating_sub(now),
+        },
+        None => CachePolicy::Immutable,
+    };
+    Representation {
+        size,
+        etag: conditional::strong_etag_from_sha256(sha256),
+        last_modified: SystemTime::from(media.updated_at),
+        content_type: file.content_type.clone(),
+        content_disposition: None,
+        cache,
+        surrogate_key: media.id.to_string(),
+    }
+}
+
+/// A media that exists but is not ready yet: a player may poll, so a miss lives 2 s at most.
+pub fn media_not_ready() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "media_not_ready",
+        "this media is not ready yet",
+    )
+    .with_header(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=2"),
+    )
 }
 
 /// A delivery miss: cacheable for a few seconds, since the id may have been deleted.

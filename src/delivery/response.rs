@@ -15,17 +15,37 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    storage::{ByteStream, DynStorage, ObjectKey},
+    storage::{ByteStream, DynStorage, ObjectKey, StorageError},
 };
 
 /// Sandboxes user content: an uploaded HTML or SVG file can never run as our page.
 pub const USER_CONTENT_CSP: &str = "default-src 'none'; sandbox";
 
-/// Where the bytes come from.
+/// Where the bytes come from: storage, or (for small generated bodies such as playlists that
+/// carry a viewer's token) memory.
 #[derive(Clone)]
-pub struct Source {
-    pub storage: DynStorage,
-    pub key: ObjectKey,
+pub enum Source {
+    Storage { storage: DynStorage, key: ObjectKey },
+    Memory(Bytes),
+}
+
+impl Source {
+    pub fn storage(storage: DynStorage, key: ObjectKey) -> Self {
+        Source::Storage { storage, key }
+    }
+
+    async fn open(&self, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
+        match self {
+            Source::Storage { storage, key } => storage.get(key, range).await,
+            Source::Memory(bytes) => {
+                let bytes = match range {
+                    Some(r) => bytes.slice(r.start as usize..r.end as usize),
+                    None => bytes.clone(),
+                };
+                Ok(stream::once(async { Ok(bytes) }).boxed())
+            }
+        }
+    }
 }
 
 /// Everything about what is served except its bytes; answering HEAD, 304 and 412 needs no
@@ -78,7 +98,7 @@ pub async fn respond(
             headers.insert(header::CONTENT_TYPE, header_value(&rep.content_type));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rep.size));
             if !head_only && rep.size > 0 {
-                *response.body_mut() = body(source.storage.get(&source.key, None).await?);
+                *response.body_mut() = body(source.open(None).await?);
             }
         }
         RangeRequest::Unsatisfiable => {
@@ -103,7 +123,7 @@ pub async fn respond(
                 header_value(&part.content_range(rep.size)),
             );
             if !head_only {
-                let stream = source.storage.get(&source.key, Some(span(part))).await?;
+                let stream = source.open(Some(span(part))).await?;
                 *response.body_mut() = body(stream);
             }
         }
@@ -223,11 +243,9 @@ impl Multipart {
                 async move {
                     match segment {
                         Segment::Literal(bytes) => Ok(stream::once(async { Ok(bytes) }).boxed()),
-                        Segment::Range(r) => source
-                            .storage
-                            .get(&source.key, Some(r))
-                            .await
-                            .map_err(std::io::Error::other),
+                        Segment::Range(r) => {
+                            source.open(Some(r)).await.map_err(std::io::Error::other)
+                        }
                     }
                 }
             })

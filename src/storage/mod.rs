@@ -13,7 +13,7 @@ use futures::{stream::BoxStream, Stream};
 use sha2::{Digest, Sha256};
 
 pub use self::fs::FsStorage;
-pub use self::keys::ObjectKey;
+pub use self::keys::{is_safe_path, ObjectKey};
 pub use self::s3::{S3Settings, S3Storage, MIN_PART_SIZE};
 use crate::error::BodyError;
 

@@ -82,6 +82,18 @@ impl Incomplete for FsTempFiles {
     }
 }
 
+/// A fresh schema on the test PostgreSQL server.
+pub async fn postgres_catalog() -> CatalogFixture {
+    let (options, _) = crate::common::postgres::fresh_schema().await;
+    let catalog = reelay::catalog::PostgresCatalog::open_with(options)
+        .await
+        .expect("postgres catalog opens");
+    CatalogFixture {
+        catalog: std::sync::Arc::new(catalog),
+        _keep: Box::new(()),
+    }
+}
+
 /// A fresh bucket on the shared SeaweedFS server.
 pub async fn s3_storage() -> StorageFixture {
     let storage = std::sync::Arc::new(Seaweed::shared().bucket().await);

@@ -20,11 +20,16 @@ mod storage;
 mod catalog;
 #[macro_use]
 mod sweeper;
+#[macro_use]
+mod jobs;
 
-use fixtures::{fs_storage, s3_storage, sqlite_catalog};
+use fixtures::{fs_storage, postgres_catalog, s3_storage, sqlite_catalog};
 
 storage_suite!(fs, fs_storage().await);
 storage_suite!(s3, s3_storage().await);
 catalog_suite!(sqlite, sqlite_catalog().await);
+jobs_suite!(sqlite_jobs, sqlite_catalog().await);
+catalog_suite!(postgres, postgres_catalog().await);
+jobs_suite!(postgres_jobs, postgres_catalog().await);
 sweeper_suite!(fs_sqlite, fs_storage().await, sqlite_catalog().await);
-sweeper_suite!(s3_sqlite, s3_storage().await, sqlite_catalog().await);
+sweeper_suite!(s3_postgres, s3_storage().await, postgres_catalog().await);

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod seaweed;
 
 use std::{net::SocketAddr, sync::Once};

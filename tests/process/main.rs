@@ -11,3 +11,4 @@ mod crash;
 mod logging;
 mod shutdown;
 mod timeouts;
+mod workers;
