@@ -269,6 +269,10 @@ pub struct ServeConfig {
     /// How many file records the delivery path keeps in memory.
     #[arg(long, env = "REELAY_METADATA_CACHE_ENTRIES", default_value_t = 100_000)]
     pub metadata_cache_entries: u64,
+    /// Seconds a cached record lives. A delete invalidates the node that served it at once;
+    /// every other node stops serving the deleted content within this bound.
+    #[arg(long, env = "REELAY_METADATA_CACHE_TTL", default_value_t = 10)]
+    pub metadata_cache_ttl_secs: u64,
 }
 
 impl ServeConfig {

@@ -56,8 +56,14 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         signer: Arc::new(signer),
         settings: Arc::new(settings),
         metrics: crate::metrics::handle(),
-        file_cache: moka::future::Cache::new(config.metadata_cache_entries),
-        media_cache: moka::future::Cache::new(config.metadata_cache_entries / 10 + 1),
+        file_cache: moka::future::Cache::builder()
+            .max_capacity(config.metadata_cache_entries)
+            .time_to_live(Duration::from_secs(config.metadata_cache_ttl_secs))
+            .build(),
+        media_cache: moka::future::Cache::builder()
+            .max_capacity(config.metadata_cache_entries / 10 + 1)
+            .time_to_live(Duration::from_secs(config.metadata_cache_ttl_secs))
+            .build(),
     };
     Ok(App {
         state,

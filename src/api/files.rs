@@ -16,7 +16,7 @@ use super::{
     AppState,
 };
 use crate::{
-    catalog::{self, Access, FileCursor, FileRecord},
+    catalog::{self, Access, FileCursor, FileRecord, Scope},
     delivery::{disposition, signature},
     error::{ApiError, BodyError},
     ids::FileId,
@@ -165,6 +165,19 @@ pub async fn create(
     ApiQuery(params): ApiQuery<UploadParams>,
     request: Request,
 ) -> Result<(StatusCode, HeaderMap, Json<serde_json::Value>), ApiError> {
+    // The route needs files:write; starting a transcode is also a media write, checked here
+    // before any byte is stored.
+    if params.transcode
+        && !request
+            .extensions()
+            .get::<super::auth::Caller>()
+            .is_some_and(|caller| caller.may(Scope::MediaWrite))
+    {
+        return Err(ApiError::forbidden(format!(
+            "this key lacks the {} scope needed to transcode",
+            Scope::MediaWrite.as_str()
+        )));
+    }
     let max = state.settings.max_upload_bytes;
     let declared_length = request
         .headers()

@@ -255,3 +255,27 @@ pub async fn signed_url(
         ),
     }))
 }
+
+/// `POST /v1/media/{id}/retry`: queues a failed media again with a fresh set of attempts.
+pub async fn retry(
+    State(state): State<AppState>,
+    MediaIdPath(id): MediaIdPath,
+) -> Result<(StatusCode, HeaderMap, Json<MediaJson>), ApiError> {
+    if !state
+        .catalog
+        .retry_media(&id, state.settings.job_max_attempts)
+        .await?
+    {
+        return match state.catalog.get_media(&id).await? {
+            None => Err(ApiError::not_found()),
+            Some(media) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_failed",
+                format!("only a failed media can be retried; this one is {}", media.state.as_str()),
+            )),
+        };
+    }
+    let media = state.catalog.get_media(&id).await?.ok_or_else(ApiError::not_found)?;
+    tracing::info!(media = %id, "transcode retried");
+    Ok(accepted(&state, &media))
+}

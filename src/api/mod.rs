@@ -6,6 +6,7 @@ mod body;
 mod delivery;
 mod extract;
 mod files;
+mod jobs;
 mod media;
 mod ops;
 
@@ -132,6 +133,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/media/{id}/signed-url",
             post(media::signed_url)
                 .route_layer(require(Scope::MediaRead))
+                .options(ops::no_content),
+        )
+        .route(
+            "/v1/media/{id}/retry",
+            post(media::retry)
+                .route_layer(require(Scope::MediaWrite))
+                .options(ops::no_content),
+        )
+        .route(
+            "/v1/jobs",
+            get(jobs::list)
+                .route_layer(require(Scope::Admin))
                 .options(ops::no_content),
         )
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

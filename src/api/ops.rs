@@ -41,6 +41,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Queue depth is a fact of the shared catalog, read fresh at each scrape.
+    match state.catalog.job_counts().await {
+        Ok(counts) => {
+            for s in crate::catalog::JOB_STATES {
+                let n = counts.iter().find(|(state, _)| state == s).map_or(0, |(_, n)| *n);
+                metrics::gauge!("reelay_jobs", "state" => s).set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "queue depth unavailable for /metrics"),
+    }
     (
         [
             (header::CONTENT_TYPE, "text/plain; version=0.0.4"),

@@ -196,6 +196,23 @@ pub struct ClaimedJob {
 
 pub const TRANSCODE_JOB: &str = "transcode";
 
+/// A job as operators see it (`GET /v1/jobs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub subject: String,
+    pub state: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub lease_owner: Option<String>,
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    pub updated_at: OffsetDateTime,
+}
+
+pub const JOB_STATES: [&str; 4] = ["queued", "running", "done", "failed"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum Scope {
     #[serde(rename = "files:read")]
@@ -338,6 +355,10 @@ pub trait Catalog: Send + Sync + 'static {
     async fn rescue_expired(&self) -> Result<u64, CatalogError>;
     /// Jobs by state, for metrics.
     async fn job_counts(&self) -> Result<Vec<(String, u64)>, CatalogError>;
+    /// The most recently updated jobs, optionally in one state.
+    async fn list_jobs(&self, state: Option<&str>, limit: u32) -> Result<Vec<JobRecord>, CatalogError>;
+    /// Queues a failed media again with a fresh set of attempts; false unless it had failed.
+    async fn retry_media(&self, id: &MediaId, max_attempts: u32) -> Result<bool, CatalogError>;
 }
 
 pub type DynCatalog = Arc<dyn Catalog>;

@@ -11,7 +11,7 @@ use sqlx::{
     PgPool, Row,
 };
 
-use super::{
+use super::{JobRecord,
     from_micros, micros, now, Access, ApiKeyRecord, Catalog, CatalogError, ClaimedJob, FileCursor,
     FileRecord, Lease, MediaCursor, MediaFile, MediaId, MediaOutput, MediaRecord, MediaState,
     Scope, TRANSCODE_JOB,
@@ -103,6 +103,22 @@ fn media_from_row(row: &PgRow) -> Result<MediaRecord, CatalogError> {
         renditions: serde_json::from_str(&renditions).map_err(|_| corrupt("renditions"))?,
         duration: row.get("duration"),
         created_at: from_micros(row.get("created_at")).ok_or_else(|| corrupt("created_at"))?,
+        updated_at: from_micros(row.get("updated_at")).ok_or_else(|| corrupt("updated_at"))?,
+    })
+}
+
+fn job_from_row(row: &PgRow) -> Result<JobRecord, CatalogError> {
+    let attempts: i32 = row.get("attempts");
+    let max_attempts: i32 = row.get("max_attempts");
+    Ok(JobRecord {
+        id: row.get("id"),
+        kind: row.get("kind"),
+        subject: row.get("subject"),
+        state: row.get("state"),
+        attempts: attempts as u32,
+        max_attempts: max_attempts as u32,
+        lease_owner: row.get("lease_owner"),
+        last_error: row.get("last_error"),
         updated_at: from_micros(row.get("updated_at")).ok_or_else(|| corrupt("updated_at"))?,
     })
 }
@@ -636,6 +652,58 @@ impl Catalog for PostgresCatalog {
         }
         tx.commit().await.map_err(db_error)?;
         Ok(expired.len() as u64)
+    }
+
+    async fn list_jobs(&self, state: Option<&str>, limit: u32) -> Result<Vec<JobRecord>, CatalogError> {
+        let rows = match state {
+            Some(state) => {
+                sqlx::query("SELECT * FROM jobs WHERE state = $1 ORDER BY updated_at DESC, id DESC LIMIT $2")
+                    .bind(state)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM jobs ORDER BY updated_at DESC, id DESC LIMIT $1")
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db_error)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn retry_media(&self, id: &MediaId, max_attempts: u32) -> Result<bool, CatalogError> {
+        let at = micros(now());
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let media = sqlx::query("UPDATE media SET state = 'queued', progress = 0, error = NULL, updated_at = $1
+                 WHERE id = $2 AND state = 'failed'")
+            .bind(at)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if media.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let requeued = sqlx::query("UPDATE jobs SET state = 'queued', attempts = 0, max_attempts = $1, run_after = $2,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
+             WHERE subject = $3 AND state = 'failed'")
+            .bind(max_attempts as i32).bind(at).bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if requeued.rows_affected() == 0 {
+            sqlx::query("INSERT INTO jobs (kind, subject, state, max_attempts, run_after, created_at, updated_at)
+                 VALUES ($1, $2, 'queued', $3, $4, $4, $4)")
+                .bind(TRANSCODE_JOB).bind(id.as_str()).bind(max_attempts as i32).bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn job_counts(&self) -> Result<Vec<(String, u64)>, CatalogError> {

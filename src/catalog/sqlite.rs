@@ -12,7 +12,7 @@ use sqlx::{
     Row, SqlitePool,
 };
 
-use super::{
+use super::{JobRecord,
     from_micros, micros, now, Access, ApiKeyRecord, Catalog, CatalogError, ClaimedJob, FileCursor,
     FileRecord, Lease, MediaCursor, MediaFile, MediaId, MediaOutput, MediaRecord, MediaState,
     Scope, TRANSCODE_JOB,
@@ -146,6 +146,22 @@ fn media_from_row(row: &SqliteRow) -> Result<MediaRecord, CatalogError> {
 /// Seconds to wait before retrying a job after its `attempt`-th failure.
 fn backoff(attempt: i64) -> Duration {
     Duration::from_secs((5 * attempt.max(1) as u64).min(300))
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<JobRecord, CatalogError> {
+    let attempts: i64 = row.get("attempts");
+    let max_attempts: i64 = row.get("max_attempts");
+    Ok(JobRecord {
+        id: row.get("id"),
+        kind: row.get("kind"),
+        subject: row.get("subject"),
+        state: row.get("state"),
+        attempts: attempts as u32,
+        max_attempts: max_attempts as u32,
+        lease_owner: row.get("lease_owner"),
+        last_error: row.get("last_error"),
+        updated_at: from_micros(row.get("updated_at")).ok_or_else(|| corrupt("updated_at"))?,
+    })
 }
 
 fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, CatalogError> {
@@ -736,6 +752,58 @@ impl Catalog for SqliteCatalog {
         }
         tx.commit().await.map_err(db_error)?;
         Ok(expired.len() as u64)
+    }
+
+    async fn list_jobs(&self, state: Option<&str>, limit: u32) -> Result<Vec<JobRecord>, CatalogError> {
+        let rows = match state {
+            Some(state) => {
+                sqlx::query("SELECT * FROM jobs WHERE state = ? ORDER BY updated_at DESC, id DESC LIMIT ?")
+                    .bind(state)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM jobs ORDER BY updated_at DESC, id DESC LIMIT ?")
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db_error)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn retry_media(&self, id: &MediaId, max_attempts: u32) -> Result<bool, CatalogError> {
+        let at = micros(now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+        let media = sqlx::query("UPDATE media SET state = 'queued', progress = 0, error = NULL, updated_at = ?
+                 WHERE id = ? AND state = 'failed'")
+            .bind(at)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if media.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let requeued = sqlx::query("UPDATE jobs SET state = 'queued', attempts = 0, max_attempts = ?, run_after = ?,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+             WHERE subject = ? AND state = 'failed'")
+            .bind(max_attempts as i64).bind(at).bind(at).bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if requeued.rows_affected() == 0 {
+            sqlx::query("INSERT INTO jobs (kind, subject, state, max_attempts, run_after, created_at, updated_at)
+                 VALUES (?, ?, 'queued', ?, ?, ?, ?)")
+                .bind(TRANSCODE_JOB).bind(id.as_str()).bind(max_attempts as i64).bind(at).bind(at).bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn job_counts(&self) -> Result<Vec<(String, u64)>, CatalogError> {

@@ -133,7 +133,7 @@ pub fn decode(path: &Path) -> Decoded {
         .lines()
         .filter_map(|l| l.strip_prefix("out_time_us="))
         .filter_map(|v| v.parse::<i64>().ok())
-        .last()
+        .next_back()
         .unwrap_or(0) as f64
         / 1e6;
     Decoded { seconds }

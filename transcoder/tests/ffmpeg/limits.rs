@@ -89,22 +89,35 @@ async fn timeout_kills_ffmpeg() {
     assert_eq!(ffmpeg_processes_mentioning(&out_dir), 0);
 }
 
-#[tokio::test]
-async fn dropping_the_future_kills_ffmpeg() {
+/// A job worker cancels by aborting the spawned task: the future is dropped on another thread
+/// and ffmpeg must die with it. (This also proves the futures are `Send + 'static`-able.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborting_the_job_task_kills_ffmpeg() {
     let dir = tempdir().unwrap();
     let input = h264_input(dir.path(), "in.mp4", "1280x720", "30", "3", false);
-    let tools = tools();
-    let limits = Limits::default();
-    let probe = probe(&tools, &input, &limits).await.unwrap();
-    let ladder = plan_ladder(&probe, &LadderOptions::default()).unwrap();
     let out_dir = dir.path().join("out");
-    let job = transcode(&tools, &input, &probe, &ladder, &out_dir, &limits, &|_| {});
-    let cancelled = tokio::time::timeout(Duration::from_millis(500), job).await;
-    assert!(cancelled.is_err(), "the encode should still be running");
+    let job = {
+        let (input, out_dir) = (input.clone(), out_dir.clone());
+        tokio::spawn(async move {
+            let tools = tools();
+            let limits = Limits::default();
+            let probe = probe(&tools, &input, &limits).await?;
+            let ladder = plan_ladder(&probe, &LadderOptions::default())?;
+            transcode(&tools, &input, &probe, &ladder, &out_dir, &limits, &|_| {}).await
+        })
+    };
+    // Wait until ffmpeg is encoding, then cancel.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ffmpeg_processes_mentioning(&out_dir) == 0 {
+        assert!(Instant::now() < deadline, "ffmpeg never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    job.abort();
+    assert!(job.await.unwrap_err().is_cancelled());
     // kill_on_drop sends SIGKILL on drop; give the kernel a moment to deliver it.
     let deadline = Instant::now() + Duration::from_secs(3);
     while ffmpeg_processes_mentioning(&out_dir) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ffmpeg_processes_mentioning(&out_dir), 0);
 }

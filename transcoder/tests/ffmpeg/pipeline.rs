@@ -178,12 +178,17 @@ async fn odd_853x479_source_gets_even_renditions() {
     let input = generate(
         dir.path(),
         "odd.mp4",
-        "-f lavfi -i testsrc2=s=854x480:r=25:d=2 -vf scale=853:479,format=yuv444p \
+        "-f lavfi -i testsrc2=s=854x480:r=30000/1001:d=2.5 -vf scale=853:479,format=yuv444p \
          -c:v libx264 -preset ultrafast",
     );
-    let run = pipeline(&dir, &input, &LadderOptions::default(), &Limits::default()).await;
+    let run = pipeline(&dir, &input, &one_second_segments(), &Limits::default()).await;
     let v = run.probe.video.as_ref().unwrap();
     assert_eq!((v.width, v.height), (853, 479));
+    // NTSC rate: a GOP of 30 frames lasts 1.001 s, and both renditions cut there.
+    assert_eq!(run.ladder.gop, 30);
+    let a = extinf(&run.read("media_0.m3u8"));
+    assert_eq!(a, extinf(&run.read("media_1.m3u8")));
+    assert_eq!(a[..2], [1.001, 1.001]);
     let sizes: Vec<_> = run
         .output()
         .renditions
