@@ -50,6 +50,11 @@ async fn each_kind_of_file_has_its_content_type_and_public_ones_are_immutable() 
         assert_eq!(header(headers, "accept-ranges"), Some("bytes"), "{url}");
         assert_eq!(header(headers, "surrogate-key"), Some(run.id()), "{url}");
         assert!(header(headers, "last-modified").is_some(), "{url}");
+        assert_eq!(
+            header(headers, "content-security-policy"),
+            Some("default-src 'none'; sandbox"),
+            "{url}: user content never runs as the service's page"
+        );
         assert!(headers.get("cdn-cache-control").is_none(), "{url}");
         let length: usize = header(headers, "content-length").unwrap().parse().unwrap();
         let body = response.bytes().await.unwrap();

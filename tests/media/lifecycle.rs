@@ -10,7 +10,7 @@ use crate::{
     common::TestApp,
     corpus::create_media,
     playback::load_hls,
-    support::{client, expect_error, get_ok, resolve, wait_ready},
+    support::{client, expect_error, get_ok, resolve, rfc3339, wait_ready},
 };
 
 async fn tiny_clip(dir: &std::path::Path) -> Vec<u8> {
@@ -195,11 +195,11 @@ async fn the_media_list_is_newest_first_with_cursor_pagination() {
     let listed = ids(&everything);
     assert_eq!(listed[0], late["id"].as_str().unwrap(), "the newest first");
     assert_eq!(listed.iter().collect::<BTreeSet<_>>().len(), 6);
-    let times: Vec<&str> = everything["items"]
+    let times: Vec<time::OffsetDateTime> = everything["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["created_at"].as_str().unwrap())
+        .map(|m| rfc3339(&m["created_at"]))
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::{
     corpus::{corpus, expected_ready},
     inputs::{Expect, Hostile},
-    support::{client, contains, expect_error, get_ok, media_files},
+    support::{client, contains, expect_error, get_ok, media_files, rfc3339},
 };
 
 fn table(corpus: &crate::corpus::Corpus) -> String {
@@ -52,6 +52,22 @@ async fn every_input_ends_ready_or_failed_as_expected() {
         "inputs that did not end as expected: {wrong:?}\n{}",
         table(&corpus)
     );
+    // Shown with --nocapture: what each input became.
+    for (name, run) in &corpus.runs {
+        let sizes: Vec<String> = run.media()["renditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}x{}@{}",
+                    r["kind"], r["width"], r["height"], r["bandwidth"]
+                )
+            })
+            .collect();
+        println!("{name:<15} {} {} {sizes:?}", run.id(), run.media()["state"]);
+    }
+    println!("{}", table(&corpus));
 }
 
 #[tokio::test]
@@ -79,14 +95,7 @@ async fn an_upload_with_transcode_answers_the_file_and_a_queued_media() {
                 "{name}: no {url} before ready: {media}"
             );
         }
-        assert!(
-            time::OffsetDateTime::parse(
-                media["created_at"].as_str().unwrap(),
-                &time::format_description::well_known::Rfc3339
-            )
-            .is_ok(),
-            "{name}: {media}"
-        );
+        rfc3339(&media["created_at"]);
     }
 }
 
@@ -218,7 +227,7 @@ async fn the_worker_survives_every_bad_input() {
         table(&corpus)
     );
     // Uploaded last, so the worker took it after every bad one.
-    let created = |r: &crate::corpus::Run| r.created["created_at"].as_str().unwrap().to_owned();
+    let created = |r: &crate::corpus::Run| rfc3339(&r.created["created_at"]);
     assert!(corpus
         .runs
         .values()

@@ -232,7 +232,7 @@ async fn ffmpeg_plays_the_signed_master_and_mpd_end_to_end() {
             decoded.stderr
         );
         assert!(
-            decoded.seconds + 0.3 >= run.input.duration,
+            decoded.seconds + 0.1 >= run.input.duration,
             "{url}: decoded {} s of {} s",
             decoded.seconds,
             run.input.duration
@@ -378,11 +378,6 @@ async fn signed_responses_are_private_to_browsers_and_revalidate() {
         assert!(
             max_age(edge).is_some_and(|a| a <= LIFETIME),
             "{url}: {edge}"
-        );
-        assert_eq!(
-            header(&headers, "access-control-allow-origin"),
-            None,
-            "no Origin sent"
         );
 
         // A rewritten manifest has its own validator, and it works.

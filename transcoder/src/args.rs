@@ -115,6 +115,24 @@ fn ffmpeg_input(
     args.push(file_url(input));
 }
 
+/// argv (without the program) for a stream-copy pass to nowhere (`-c copy -f null -`) that
+/// measures the duration of a file whose header does not state it; progress on stdout.
+pub fn build_measure_args(input: &Path, probe: &Probe, limits: &Limits) -> Vec<OsString> {
+    let mut args = Vec::new();
+    ffmpeg_input(&mut args, input, probe, limits, None);
+    let indexes = [
+        probe.video.as_ref().map(|v| v.index),
+        probe.audio.as_ref().map(|a| a.index),
+    ];
+    for index in indexes.into_iter().flatten() {
+        push(&mut args, &["-map", &format!("0:{index}")]);
+    }
+    let bound = limits.max_duration.as_secs_f64() + 1.0;
+    push(&mut args, &["-c", "copy", "-t", &format!("{bound:.3}")]);
+    push(&mut args, &["-progress", "pipe:1", "-f", "null", "-"]);
+    args
+}
+
 /// A frame rate as ffmpeg's rate parser reads it exactly: integers as integers, NTSC rates as
 /// `N/1001`, anything else with microsecond precision.
 pub(crate) fn rate_string(fps: f64) -> String {
@@ -136,13 +154,23 @@ fn seg_duration_string(seconds: f64) -> String {
     format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 
-/// Filters applied once, before the split: even frame rate, then HDR to SDR. PQ/HLG input is
-/// tone-mapped (zimg + `tonemap=hable`) to BT.709, because an 8-bit H.264 rendition still tagged
-/// PQ looks washed out or dark in browsers; 10-bit SDR input only needs `format=yuv420p`, which
-/// each rung does.
+/// Filters applied once, before the split: deinterlace, even frame rate, then HDR to SDR.
+///
+/// - Interlaced input goes through `bwdif` (one frame per frame, and only frames flagged
+///   interlaced), since browsers cannot deinterlace H.264 in MSE.
+/// - `fps` makes the stream constant-rate, which is what makes a fixed GOP in frames a fixed
+///   segment length in seconds, also for variable-frame-rate phone video.
+/// - PQ/HLG input is tone-mapped (zimg + `tonemap=hable`) to BT.709, because an 8-bit H.264
+///   rendition still tagged PQ looks washed out or dark in browsers; 10-bit SDR input only
+///   needs `format=yuv420p`, which each rung does.
 fn pre_split_filters(probe: &Probe, ladder: &Ladder) -> Vec<String> {
-    let mut filters = vec![format!("fps={}", rate_string(ladder.fps))];
-    if probe.video.as_ref().is_some_and(|v| v.hdr) {
+    let mut filters = Vec::new();
+    let video = probe.video.as_ref();
+    if video.is_some_and(|v| v.interlaced) {
+        filters.push("bwdif=mode=send_frame:parity=auto:deint=interlaced".to_string());
+    }
+    filters.push(format!("fps={}", rate_string(ladder.fps)));
+    if video.is_some_and(|v| v.hdr) {
         filters.extend(tonemap_filters());
     }
     filters
@@ -353,6 +381,9 @@ pub fn build_poster_args(
     let mut args = Vec::new();
     ffmpeg_input(&mut args, input, probe, limits, (at > 0.0).then_some(at));
     let mut filters = Vec::new();
+    if video.interlaced {
+        filters.push("bwdif=mode=send_frame:parity=auto:deint=interlaced".to_string());
+    }
     if video.hdr {
         filters.extend(tonemap_filters());
     }

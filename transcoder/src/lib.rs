@@ -49,7 +49,7 @@ mod run;
 mod tools;
 mod transcode;
 
-pub use args::{build_poster_args, build_probe_args, build_transcode_args};
+pub use args::{build_measure_args, build_poster_args, build_probe_args, build_transcode_args};
 pub use error::TranscodeError;
 pub use ladder::{plan_ladder, AudioRendition, Ladder, LadderOptions, VideoRendition};
 pub use limits::Limits;

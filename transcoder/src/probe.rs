@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::args::{build_probe_args, container_allowed};
+use crate::args::{build_measure_args, build_probe_args, container_allowed};
 use crate::{Limits, TranscodeError};
 
 /// What the input holds, as far as the pipeline cares.
@@ -17,7 +17,9 @@ pub struct Probe {
     /// The demuxer ffprobe chose, as it names it (`mov,mp4,m4a,3gp,3g2,mj2`, `matroska,webm`).
     /// ffmpeg is later run with exactly this demuxer forced.
     pub container: String,
-    /// Seconds; from the container, else the longest stream.
+    /// Seconds; from the container, else the longest stream, else (live-style WebM from a
+    /// browser's MediaRecorder states none) measured by [`probe`] with a stream-copy pass.
+    /// [`parse_ffprobe_json`] alone leaves 0.0 when the file does not say.
     pub duration: f64,
     /// The first video stream that is not cover art.
     pub video: Option<VideoInfo>,
@@ -50,6 +52,9 @@ pub struct VideoInfo {
     pub bitrate: Option<u64>,
     /// ffmpeg's pixel format name, e.g. `yuv420p10le`.
     pub pix_fmt: String,
+    /// Fields rather than frames (broadcast, DVD): deinterlaced before scaling, or every
+    /// rendition would show combing.
+    pub interlaced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,10 +94,39 @@ pub async fn probe(
     if !out.status.success() {
         return Err(classify_probe_failure(&out.stderr_tail, limits));
     }
-    let probe = parse_ffprobe_json(&out.stdout)?;
+    let mut probe = parse_ffprobe_json(&out.stdout)?;
     check_limits(&probe, limits)?;
+    if probe.duration <= 0.0 {
+        probe.duration = measure_duration(tools, &input, &probe, limits, deadline).await?;
+        check_limits(&probe, limits)?;
+    }
     tracing::debug!(container = %probe.container, duration = probe.duration, "probed");
     Ok(probe)
+}
+
+/// Demuxes the whole file once without decoding (`-c copy -f null`) and returns how far it got:
+/// the duration of a file whose header does not state one. Bounded by `-t` just past
+/// `max_duration`, so an endless stream is cut off and then refused by [`check_limits`].
+async fn measure_duration(
+    tools: &crate::Tools,
+    input: &Path,
+    probe: &Probe,
+    limits: &Limits,
+    deadline: tokio::time::Instant,
+) -> Result<f64, TranscodeError> {
+    let args = build_measure_args(input, probe, limits);
+    let cwd = input.parent().unwrap_or(Path::new("/"));
+    let run = crate::run::run_ffmpeg(&tools.ffmpeg, &args, cwd, deadline, None, None).await?;
+    if !run.status.success() {
+        return Err(classify_probe_failure(&run.stderr_tail, limits));
+    }
+    if run.progress.out_time > 0.0 {
+        Ok(run.progress.out_time)
+    } else {
+        Err(TranscodeError::Unsupported(
+            "the length of the media could not be determined".to_string(),
+        ))
+    }
 }
 
 /// Maps ffprobe's complaint to an error a user can act on.
@@ -172,7 +206,7 @@ fn hms(seconds: f64) -> String {
 }
 
 /// Parses `ffprobe -show_format -show_streams -of json` output. Pure; tested against the
-/// committed fixtures.
+/// committed fixtures. `duration` is 0.0 when the file states none.
 pub fn parse_ffprobe_json(json: &[u8]) -> Result<Probe, TranscodeError> {
     let raw: RawOutput = serde_json::from_slice(json)
         .map_err(|err| TranscodeError::Failed(format!("ffprobe printed unexpected JSON: {err}")))?;
@@ -235,11 +269,7 @@ pub fn parse_ffprobe_json(json: &[u8]) -> Result<Probe, TranscodeError> {
                 .filter(|d| *d > 0.0)
                 .reduce(f64::max)
         })
-        .ok_or_else(|| {
-            TranscodeError::Unsupported(
-                "the length of the media could not be determined".to_string(),
-            )
-        })?;
+        .unwrap_or(0.0);
 
     Ok(Probe {
         container: format.format_name,
@@ -280,6 +310,7 @@ fn video_info(s: &RawStream, estimated_bitrate: Option<u64>) -> VideoInfo {
         hdr,
         bitrate: parse_u64(s.bit_rate.as_deref()).or(estimated_bitrate.filter(|b| *b > 0)),
         pix_fmt,
+        interlaced: matches!(s.field_order.as_deref(), Some("tt" | "bb" | "tb" | "bt")),
     }
 }
 
@@ -396,6 +427,7 @@ struct RawStream {
     pix_fmt: Option<String>,
     bits_per_raw_sample: Option<String>,
     color_transfer: Option<String>,
+    field_order: Option<String>,
     r_frame_rate: Option<String>,
     avg_frame_rate: Option<String>,
     bit_rate: Option<String>,

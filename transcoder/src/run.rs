@@ -88,17 +88,23 @@ pub(crate) async fn run_captured(
             buf.extend_from_slice(&chunk[..n]);
         }
     };
+    // try_join: an oversized answer must stop the wait at once (the child would otherwise
+    // block on a full pipe until the deadline), and the child is killed below.
     let work = async {
-        let (stdout, stderr_tail, status) =
-            tokio::join!(read_stdout, tail_lines(stderr), child.wait());
+        let (stdout, stderr_tail) = tokio::try_join!(read_stdout, tail_lines(stderr))?;
+        let status = child.wait().await?;
         Ok::<_, TranscodeError>(Captured {
-            status: status?,
-            stdout: stdout?,
-            stderr_tail: stderr_tail?,
+            status,
+            stdout,
+            stderr_tail,
         })
     };
     match tokio::time::timeout_at(deadline, work).await {
-        Ok(result) => result,
+        Ok(Ok(captured)) => Ok(captured),
+        Ok(Err(err)) => {
+            kill(&mut child).await;
+            Err(err)
+        }
         Err(_) => {
             kill(&mut child).await;
             Err(TranscodeError::Timeout)
@@ -116,25 +122,6 @@ pub(crate) struct ProgressSink<'a> {
 }
 
 impl ProgressSink<'_> {
-    fn line(&mut self, line: &str, state: &mut ProgressState) {
-        let Some((key, value)) = line.split_once('=') else {
-            return;
-        };
-        match key.trim() {
-            "out_time_us" => {
-                // "N/A" before the first frame; negative while the encoders prime.
-                if let Ok(us) = value.trim().parse::<i64>() {
-                    if us >= 0 {
-                        state.out_time = state.out_time.max(us as f64 / 1e6);
-                        self.send(percent(state.out_time, self.duration));
-                    }
-                }
-            }
-            "progress" => state.ended |= value.trim() == "end",
-            _ => {}
-        }
-    }
-
     pub fn send(&mut self, value: u8) {
         if self.last.is_none_or(|last| value > last) {
             self.last = Some(value);
@@ -149,6 +136,32 @@ pub(crate) fn percent(out_time: f64, duration: f64) -> u8 {
         return 0;
     }
     ((out_time / duration) * 100.0).floor().clamp(0.0, 99.0) as u8
+}
+
+impl ProgressState {
+    /// Takes one `key=value` line of `-progress` output; true when `out_time` advanced.
+    fn line(&mut self, line: &str) -> bool {
+        let Some((key, value)) = line.split_once('=') else {
+            return false;
+        };
+        match key.trim() {
+            "out_time_us" => {
+                // "N/A" before the first frame; negative while the encoders prime.
+                match value.trim().parse::<i64>() {
+                    Ok(us) if us >= 0 && us as f64 / 1e6 > self.out_time => {
+                        self.out_time = us as f64 / 1e6;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            "progress" => {
+                self.ended |= value.trim() == "end";
+                false
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -193,17 +206,15 @@ pub(crate) async fn run_ffmpeg(
     let mut state = ProgressState::default();
     let outcome = {
         let read_progress = for_each_line(stdout, |line| {
-            if let Some(sink) = progress.as_mut() {
-                sink.line(line, &mut state);
-            } else if let Some(("progress", value)) = line.split_once('=') {
-                state.ended |= value.trim() == "end";
+            if state.line(line) {
+                if let Some(sink) = progress.as_mut() {
+                    sink.send(percent(state.out_time, sink.duration));
+                }
             }
         });
         let work = async {
-            let (read, tail, status) =
-                tokio::join!(read_progress, tail_with_markers(stderr), child.wait());
-            read?;
-            Ok::<_, TranscodeError>((status?, tail?))
+            let ((), tail) = tokio::try_join!(read_progress, tail_with_markers(stderr))?;
+            Ok::<_, TranscodeError>((child.wait().await?, tail))
         };
         tokio::select! {
             result = work => Some(result),
@@ -354,11 +365,43 @@ mod tests {
         let text = "frame=1\nout_time_us=N/A\nout_time_us=-23000\nout_time_us=1000000\nprogress=continue\n\
                     out_time_us=900000\nout_time_us=2000000\nout_time_us=4100000\nprogress=end\n";
         for line in text.lines() {
-            sink.line(line, &mut state);
+            if state.line(line) {
+                sink.send(percent(state.out_time, sink.duration));
+            }
         }
         assert_eq!(*seen.lock().unwrap(), vec![25, 50, 99]);
         assert!(state.ended);
         assert_eq!(state.out_time, 4.1);
+    }
+
+    #[tokio::test]
+    async fn oversized_stdout_stops_the_child_at_once() {
+        let started = std::time::Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let err = run_captured(Path::new("yes"), &[], deadline, 4096)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TranscodeError::LimitExceeded(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn deadline_kills_a_slow_child() {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let err = run_captured(Path::new("sleep"), &["5".into()], deadline, 4096)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TranscodeError::Timeout), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn missing_program_says_what_to_install() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let err = run_captured(Path::new("/nonexistent/ffprobe"), &[], deadline, 4096)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TranscodeError::NotFound(_)), "{err:?}");
+        assert!(err.to_string().contains("apt-get install ffmpeg"), "{err}");
     }
 
     #[tokio::test]

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use transcoder::args::{input_position, DEMUXER_ALLOW_LIST};
 use transcoder::{
-    build_poster_args, build_probe_args, build_transcode_args, plan_ladder, AudioInfo, Ladder,
-    LadderOptions, Limits, Probe, VideoInfo,
+    build_measure_args, build_poster_args, build_probe_args, build_transcode_args, plan_ladder,
+    AudioInfo, Ladder, LadderOptions, Limits, Probe, VideoInfo,
 };
 
 fn strings(args: &[OsString]) -> Vec<String> {
@@ -47,6 +47,7 @@ fn probe_1080p() -> Probe {
             hdr: false,
             bitrate: None,
             pix_fmt: "yuv420p".into(),
+            interlaced: false,
         }),
         audio: Some(AudioInfo {
             index: 1,
@@ -388,4 +389,50 @@ fn no_poster_for_audio_only() {
         1.0
     )
     .is_none());
+}
+
+#[test]
+fn duration_measuring_pass_is_hardened_and_copies_to_null() {
+    let probe = probe_1080p();
+    let args = strings(&build_measure_args(
+        Path::new("/tmp/job/in.webm"),
+        &probe,
+        &Limits::default(),
+    ));
+    assert_hardened_input(&args, "/tmp/job/in.webm");
+    assert!(position(&args, "-f") < position(&args, "-i"));
+    assert_eq!(value(&args, "-c"), "copy");
+    assert_eq!(value(&args, "-t"), "21601.000");
+    assert_eq!(&args[args.len() - 3..], ["-f", "null", "-"]);
+    let maps: Vec<_> = args
+        .windows(2)
+        .filter(|w| w[0] == "-map")
+        .map(|w| w[1].as_str())
+        .collect();
+    assert_eq!(maps, ["0:0", "0:1"]);
+}
+
+#[test]
+fn interlaced_input_is_deinterlaced_once_before_the_frame_rate() {
+    let mut probe = probe_1080p();
+    probe.video.as_mut().unwrap().interlaced = true;
+    let args = transcode_args(&probe);
+    let graph = value(&args, "-filter_complex");
+    assert!(
+        graph.starts_with("[0:0]bwdif=mode=send_frame:parity=auto:deint=interlaced,fps=30,split=4"),
+        "{graph}"
+    );
+    let ladder = ladder(&probe);
+    let poster = strings(
+        &build_poster_args(
+            Path::new("/i"),
+            &probe,
+            &ladder,
+            Path::new("/o"),
+            &Limits::default(),
+            1.0,
+        )
+        .unwrap(),
+    );
+    assert!(value(&poster, "-vf").starts_with("bwdif="));
 }

@@ -16,6 +16,7 @@ fn video(width: u32, height: u32, fps: f64, bitrate: Option<u64>) -> VideoInfo {
         hdr: false,
         bitrate,
         pix_fmt: "yuv420p".into(),
+        interlaced: false,
     }
 }
 

@@ -19,7 +19,10 @@ fn h264_aac_1080p_mp4() {
     let v = p.video.unwrap();
     assert_eq!((v.index, v.codec.as_str()), (0, "h264"));
     assert_eq!((v.width, v.height, v.rotation), (1920, 1080, 0));
-    assert_eq!((v.fps, v.bit_depth, v.hdr), (30.0, 8, false));
+    assert_eq!(
+        (v.fps, v.bit_depth, v.hdr, v.interlaced),
+        (30.0, 8, false, false)
+    );
     assert_eq!(v.bitrate, Some(4_932_912));
     let a = p.audio.unwrap();
     assert_eq!((a.index, a.codec.as_str()), (1, "aac"));
@@ -101,13 +104,14 @@ fn cover_art_is_not_video() {
 }
 
 #[test]
-fn anamorphic_pal_uses_display_width() {
+fn interlaced_anamorphic_pal_uses_display_width() {
     let p = fixture("anamorphic_pal.ts");
     assert_eq!(p.container, "mpegts");
     let v = p.video.unwrap();
     assert_eq!((v.width, v.height), (1024, 576));
+    assert!(v.interlaced, "top field first");
     // No per-stream bitrate in MPEG-TS: container minus audio.
-    assert_eq!(v.bitrate, Some(2_223_275 - 384_000));
+    assert_eq!(v.bitrate, Some(2_245_419 - 384_000));
 }
 
 #[test]
@@ -169,4 +173,13 @@ fn limits_name_what_was_exceeded() {
         Err(TranscodeError::LimitExceeded(_))
     ));
     assert!(check_limits(&p, &Limits::default()).is_ok());
+}
+
+#[test]
+fn mediarecorder_webm_states_no_duration() {
+    // probe() measures it with a stream-copy pass; the parser alone reports 0.0.
+    let p = fixture("mediarecorder_live.webm");
+    assert_eq!(p.duration, 0.0);
+    assert_eq!(p.video.unwrap().codec, "vp8");
+    assert_eq!(p.audio.unwrap().codec, "opus");
 }

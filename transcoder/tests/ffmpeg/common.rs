@@ -113,13 +113,13 @@ pub struct Decoded {
     pub seconds: f64,
 }
 
-/// Decodes every stream of `path` (`ffmpeg -v error -i <path> -map 0 -f null -`), asserting a
-/// clean exit with nothing on stderr.
+/// Decodes `path` to the end (`ffmpeg -v error -i <path> -f null -`: the default video and
+/// audio streams), asserting a clean exit with nothing on stderr.
 pub fn decode(path: &Path) -> Decoded {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)
-        .args(["-map", "0", "-f", "null", "-progress", "pipe:1", "-"])
+        .args(["-f", "null", "-progress", "pipe:1", "-"])
         .output()
         .expect("run ffmpeg");
     let stderr = String::from_utf8_lossy(&out.stderr);

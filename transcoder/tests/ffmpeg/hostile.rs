@@ -205,6 +205,7 @@ fn forged_probe(container: &str) -> Probe {
             hdr: false,
             bitrate: None,
             pix_fmt: "yuv420p".into(),
+            interlaced: false,
         }),
         audio: Some(AudioInfo {
             index: 1,

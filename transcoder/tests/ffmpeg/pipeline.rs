@@ -346,3 +346,59 @@ async fn prores_mov_with_pcm_audio() {
     let d = decode(&run.path("master.m3u8"));
     assert!((d.seconds - 2.0).abs() < 0.2, "{d:?}");
 }
+
+/// A browser recording (live WebM, no duration in the header), saved without an extension the
+/// way the job worker saves its source.
+#[tokio::test]
+async fn mediarecorder_webm_without_duration_is_measured() {
+    let dir = tempdir().unwrap();
+    let webm = generate(
+        dir.path(),
+        "rec.webm",
+        "-f lavfi -i testsrc2=s=320x240:r=30:d=3 -f lavfi -i sine=d=3 \
+         -c:v libvpx -deadline realtime -c:a libopus -live 1 -f webm",
+    );
+    let input = dir.path().join("source");
+    std::fs::rename(&webm, &input).unwrap();
+    let run = pipeline(&dir, &input, &one_second_segments(), &Limits::default()).await;
+    assert!(
+        (run.probe.duration - 3.0).abs() < 0.1,
+        "{}",
+        run.probe.duration
+    );
+    assert_progress(&run);
+    let d = decode(&run.path("master.m3u8"));
+    assert!((d.seconds - 3.0).abs() < 0.2, "{d:?}");
+}
+
+/// Broadcast-style input: MPEG-2 in MPEG-TS, interlaced, 16:9 anamorphic (720x576 stored).
+#[tokio::test]
+async fn interlaced_anamorphic_mpegts_comes_out_with_square_pixels() {
+    let dir = tempdir().unwrap();
+    let input = generate(
+        dir.path(),
+        "in.ts",
+        "-f lavfi -i testsrc2=s=720x576:r=25:d=2 -f lavfi -i sine=d=2 -vf setsar=64/45 \
+         -c:v mpeg2video -flags +ilme+ildct -top 1 -c:a mp2 -shortest",
+    );
+    let opts = LadderOptions {
+        rungs: vec![360],
+        ..LadderOptions::default()
+    };
+    let run = pipeline(&dir, &input, &opts, &Limits::default()).await;
+    assert_eq!(run.probe.container, "mpegts");
+    assert!(run.probe.video.as_ref().unwrap().interlaced);
+    let sizes: Vec<_> = run
+        .output()
+        .renditions
+        .iter()
+        .filter_map(|r| r.width.zip(r.height))
+        .collect();
+    assert_eq!(sizes, [(1024, 576), (640, 360)]);
+    let streams = streams(&run.path("media_0.m3u8"));
+    let v = streams.iter().find(|s| s["codec_type"] == "video").unwrap();
+    assert_eq!(v["sample_aspect_ratio"], "1:1");
+    // (x264 codes progressive frames either way; that the graph with bwdif runs is the point
+    // here, and tests/argv.rs checks that bwdif is in it.)
+    decode(&run.path("master.m3u8"));
+}
