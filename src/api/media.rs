@@ -91,6 +91,7 @@ pub async fn start(
         .catalog
         .create_media(&media, state.settings.job_max_attempts)
         .await?;
+    state.job_wakeup.notify_one();
     tracing::info!(media = %media.id, file = %file.id, "transcode queued");
     Ok(media)
 }
@@ -271,11 +272,19 @@ pub async fn retry(
             Some(media) => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "not_failed",
-                format!("only a failed media can be retried; this one is {}", media.state.as_str()),
+                format!(
+                    "only a failed media can be retried; this one is {}",
+                    media.state.as_str()
+                ),
             )),
         };
     }
-    let media = state.catalog.get_media(&id).await?.ok_or_else(ApiError::not_found)?;
+    state.job_wakeup.notify_one();
+    let media = state
+        .catalog
+        .get_media(&id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     tracing::info!(media = %id, "transcode retried");
     Ok(accepted(&state, &media))
 }

@@ -67,6 +67,8 @@ pub struct AppState {
     pub file_cache: moka::future::Cache<FileId, Arc<FileRecord>>,
     /// Ready media for the delivery hot path; ready output never changes, a delete invalidates.
     pub media_cache: moka::future::Cache<MediaId, Arc<ReadyMedia>>,
+    /// Wakes this process's idle workers when a job is queued here.
+    pub job_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

@@ -45,7 +45,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match state.catalog.job_counts().await {
         Ok(counts) => {
             for s in crate::catalog::JOB_STATES {
-                let n = counts.iter().find(|(state, _)| state == s).map_or(0, |(_, n)| *n);
+                let n = counts
+                    .iter()
+                    .find(|(state, _)| state == s)
+                    .map_or(0, |(_, n)| *n);
                 metrics::gauge!("reelay_jobs", "state" => s).set(n as f64);
             }
         }

@@ -356,7 +356,11 @@ pub trait Catalog: Send + Sync + 'static {
     /// Jobs by state, for metrics.
     async fn job_counts(&self) -> Result<Vec<(String, u64)>, CatalogError>;
     /// The most recently updated jobs, optionally in one state.
-    async fn list_jobs(&self, state: Option<&str>, limit: u32) -> Result<Vec<JobRecord>, CatalogError>;
+    async fn list_jobs(
+        &self,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, CatalogError>;
     /// Queues a failed media again with a fresh set of attempts; false unless it had failed.
     async fn retry_media(&self, id: &MediaId, max_attempts: u32) -> Result<bool, CatalogError>;
 }

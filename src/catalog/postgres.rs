@@ -11,10 +11,10 @@ use sqlx::{
     PgPool, Row,
 };
 
-use super::{JobRecord,
+use super::{
     from_micros, micros, now, Access, ApiKeyRecord, Catalog, CatalogError, ClaimedJob, FileCursor,
-    FileRecord, Lease, MediaCursor, MediaFile, MediaId, MediaOutput, MediaRecord, MediaState,
-    Scope, TRANSCODE_JOB,
+    FileRecord, JobRecord, Lease, MediaCursor, MediaFile, MediaId, MediaOutput, MediaRecord,
+    MediaState, Scope, TRANSCODE_JOB,
 };
 use crate::ids::{FileId, KeyId};
 
@@ -154,6 +154,38 @@ fn strings<I: crate::ids::Id>(ids: &[I]) -> Vec<String> {
 }
 
 impl PostgresCatalog {
+    /// A page of `table` newest first, after the (created_at, id) of the previous page's last
+    /// row: keyset pagination, correct while rows are added. `table` is one of ours, never input.
+    async fn newest_first(
+        &self,
+        table: &str,
+        limit: u32,
+        after: Option<(i64, &str)>,
+    ) -> Result<Vec<PgRow>, CatalogError> {
+        match after {
+            Some((created_at, id)) => {
+                sqlx::query(&format!(
+                    "SELECT * FROM {table} WHERE (created_at, id) < ($1, $2)
+                     ORDER BY created_at DESC, id DESC LIMIT $3"
+                ))
+                .bind(created_at)
+                .bind(id)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT * FROM {table} ORDER BY created_at DESC, id DESC LIMIT $1"
+                ))
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(db_error)
+    }
+
     async fn media_progress_state(
         &self,
         lease: &Lease,
@@ -223,26 +255,8 @@ impl Catalog for PostgresCatalog {
         limit: u32,
         after: Option<&FileCursor>,
     ) -> Result<Vec<FileRecord>, CatalogError> {
-        let rows = match after {
-            Some(cursor) => {
-                sqlx::query(
-                    "SELECT * FROM files WHERE (created_at, id) < ($1, $2)
-                     ORDER BY created_at DESC, id DESC LIMIT $3",
-                )
-                .bind(micros(cursor.created_at))
-                .bind(cursor.id.as_str())
-                .bind(limit as i64)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query("SELECT * FROM files ORDER BY created_at DESC, id DESC LIMIT $1")
-                    .bind(limit as i64)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(db_error)?;
+        let after = after.map(|c| (micros(c.created_at), c.id.as_str()));
+        let rows = self.newest_first("files", limit, after).await?;
         rows.iter().map(file_from_row).collect()
     }
 
@@ -364,26 +378,8 @@ impl Catalog for PostgresCatalog {
         limit: u32,
         after: Option<&MediaCursor>,
     ) -> Result<Vec<MediaRecord>, CatalogError> {
-        let rows = match after {
-            Some(cursor) => {
-                sqlx::query(
-                    "SELECT * FROM media WHERE (created_at, id) < ($1, $2)
-                     ORDER BY created_at DESC, id DESC LIMIT $3",
-                )
-                .bind(micros(cursor.created_at))
-                .bind(cursor.id.as_str())
-                .bind(limit as i64)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query("SELECT * FROM media ORDER BY created_at DESC, id DESC LIMIT $1")
-                    .bind(limit as i64)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(db_error)?;
+        let after = after.map(|c| (micros(c.created_at), c.id.as_str()));
+        let rows = self.newest_first("media", limit, after).await?;
         rows.iter().map(media_from_row).collect()
     }
 
@@ -654,15 +650,19 @@ impl Catalog for PostgresCatalog {
         Ok(expired.len() as u64)
     }
 
-    async fn list_jobs(&self, state: Option<&str>, limit: u32) -> Result<Vec<JobRecord>, CatalogError> {
+    async fn list_jobs(
+        &self,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, CatalogError> {
         let rows = match state {
-            Some(state) => {
-                sqlx::query("SELECT * FROM jobs WHERE state = $1 ORDER BY updated_at DESC, id DESC LIMIT $2")
-                    .bind(state)
-                    .bind(limit as i64)
-                    .fetch_all(&self.pool)
-                    .await
-            }
+            Some(state) => sqlx::query(
+                "SELECT * FROM jobs WHERE state = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
+            )
+            .bind(state)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await,
             None => {
                 sqlx::query("SELECT * FROM jobs ORDER BY updated_at DESC, id DESC LIMIT $1")
                     .bind(limit as i64)
@@ -677,23 +677,29 @@ impl Catalog for PostgresCatalog {
     async fn retry_media(&self, id: &MediaId, max_attempts: u32) -> Result<bool, CatalogError> {
         let at = micros(now());
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let media = sqlx::query("UPDATE media SET state = 'queued', progress = 0, error = NULL, updated_at = $1
-                 WHERE id = $2 AND state = 'failed'")
-            .bind(at)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let media = sqlx::query(
+            "UPDATE media SET state = 'queued', progress = 0, error = NULL, updated_at = $1
+                 WHERE id = $2 AND state = 'failed'",
+        )
+        .bind(at)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         if media.rows_affected() == 0 {
             return Ok(false);
         }
-        let requeued = sqlx::query("UPDATE jobs SET state = 'queued', attempts = 0, max_attempts = $1, run_after = $2,
+        let requeued = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, max_attempts = $1, run_after = $2,
                  lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
-             WHERE subject = $3 AND state = 'failed'")
-            .bind(max_attempts as i32).bind(at).bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+             WHERE subject = $3 AND state = 'failed'",
+        )
+        .bind(max_attempts as i32)
+        .bind(at)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         if requeued.rows_affected() == 0 {
             sqlx::query("INSERT INTO jobs (kind, subject, state, max_attempts, run_after, created_at, updated_at)
                  VALUES ($1, $2, 'queued', $3, $4, $4, $4)")

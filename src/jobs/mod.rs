@@ -27,6 +27,9 @@ pub struct WorkerContext {
     pub config: Arc<WorkerConfig>,
     pub tools: Arc<transcoder::Tools>,
     pub work_dir: PathBuf,
+    /// Poked when a job is queued in this process, so an idle worker starts at once instead of
+    /// at its next poll.
+    pub wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl WorkerContext {
@@ -51,6 +54,7 @@ impl WorkerContext {
             config: Arc::new(config),
             tools: Arc::new(tools),
             work_dir,
+            wakeup: Arc::default(),
         })
     }
 }
@@ -103,6 +107,7 @@ async fn run_worker(context: WorkerContext, owner: String, stop: CancellationTok
             Ok(None) => {
                 tokio::select! {
                     () = tokio::time::sleep(poll) => {}
+                    () = context.wakeup.notified() => {}
                     () = stop.cancelled() => {}
                 }
             }
