@@ -27,7 +27,7 @@ rungs=("1920:1080:5000" "1280:720:2800" "852:480:1400" "640:360:800")
 single() {
     mkdir -p "$work/single"
     ffmpeg -v error -y -i "$work/source.mp4" \
-        -filter_complex "[0:v]split=4[a][b][c][d];[a]scale=1920:1080,format=yuv420p[o0];[b]scale=1280:720,format=yuv420p[o1];[c]scale=852:480,setsar=640/639,format=yuv420p[o2];[d]scale=640:360,format=yuv420p[o3]" \
+        -filter_complex "[0:v]split=4[a][b][c][d];[a]scale=1920:1080,format=yuv420p[o0];[b]scale=1280:720,format=yuv420p[o1];[c]scale=852:480,setsar=r=640/639:max=2147483647,format=yuv420p[o2];[d]scale=640:360,format=yuv420p[o3]" \
         -map "[o0]" -b:v:0 5000k -maxrate:v:0 5500k -bufsize:v:0 7500k \
         -map "[o1]" -b:v:1 2800k -maxrate:v:1 3080k -bufsize:v:1 4200k \
         -map "[o2]" -b:v:2 1400k -maxrate:v:2 1540k -bufsize:v:2 2100k \

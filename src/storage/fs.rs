@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
 use super::{
@@ -76,6 +76,33 @@ async fn sync_dir(dir: &Path) -> std::io::Result<()> {
     tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
         .await
         .map_err(std::io::Error::other)?
+}
+
+/// Bodies up to this size are read in the same blocking call that opens the file.
+const SMALL_READ: u64 = 256 * 1024;
+
+enum Opened {
+    Small(bytes::Bytes),
+    /// Positioned at the range's start; `len` bytes to read.
+    Large(std::fs::File, u64),
+}
+
+fn open_and_read_small(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Opened> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(path)?;
+    let (start, len) = match range {
+        Some(r) => (r.start, r.end - r.start),
+        None => (0, file.metadata()?.len()),
+    };
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))?;
+    }
+    if len > SMALL_READ {
+        return Ok(Opened::Large(file, len));
+    }
+    let mut buffer = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut buffer)?;
+    Ok(Opened::Small(buffer.into()))
 }
 
 fn is_temp(name: &str) -> bool {
@@ -144,19 +171,19 @@ impl Storage for FsStorage {
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, StorageError> {
         let path = self.path_of(key.as_str())?;
-        let mut file = tokio::fs::File::open(&path)
+        // One trip to the blocking pool opens the file and, for a small object or range, reads
+        // it whole: small files (thumbnails, playlists, 4 KiB assets) cost one hop, not three.
+        let opened = tokio::task::spawn_blocking(move || open_and_read_small(&path, range))
             .await
+            .map_err(|e| StorageError::Other(e.into()))?
             .map_err(StorageError::from_io)?;
-        let stream = match range {
-            Some(range) => {
-                file.seek(SeekFrom::Start(range.start))
-                    .await
-                    .map_err(StorageError::from_io)?;
-                ReaderStream::with_capacity(file.take(range.end - range.start), READ_CHUNK).boxed()
+        Ok(match opened {
+            Opened::Small(bytes) => futures::stream::once(async { Ok(bytes) }).boxed(),
+            Opened::Large(file, len) => {
+                ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(len), READ_CHUNK)
+                    .boxed()
             }
-            None => ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
-        };
-        Ok(stream)
+        })
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError> {

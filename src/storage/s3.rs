@@ -24,13 +24,11 @@ use aws_sdk_s3::{
 };
 use bytes::{Bytes, BytesMut};
 use futures::{stream::FuturesUnordered, StreamExt};
-use tokio_util::io::ReaderStream;
 
 use super::{ByteStream, Hashing, ObjectInfo, ObjectKey, PutOutcome, Storage, StorageError};
 
 /// S3's smallest allowed part (except the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
-const READ_CHUNK: usize = 128 * 1024;
 const ABORT_RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
@@ -388,8 +386,12 @@ impl Storage for S3Storage {
             request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
         let output = request.send().await.map_err(sdk_error)?;
-        let reader = output.body.into_async_read();
-        Ok(ReaderStream::with_capacity(reader, READ_CHUNK).boxed())
+        // The SDK's own chunks, passed on as they arrive: no copy through a read buffer.
+        Ok(futures::stream::unfold(output.body, |mut body| async move {
+            let chunk = body.next().await?;
+            Some((chunk.map_err(std::io::Error::other), body))
+        })
+        .boxed())
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError> {
