@@ -130,7 +130,7 @@ pub async fn a_queued_media_is_claimed_once_and_completes(catalog: DynCatalog) {
     assert_eq!(ready.duration, Some(3.5));
     assert_eq!(catalog.media_files(&created.id).await.unwrap(), out.files);
     let served = catalog
-        .served_prefixes(&[created.id.clone()])
+        .served_prefixes(std::slice::from_ref(&created.id))
         .await
         .unwrap();
     assert_eq!(served, HashSet::from([out.prefix.clone()]));
@@ -284,7 +284,7 @@ pub async fn deleting_a_media_removes_its_job_and_fences_its_worker(catalog: Dyn
         .unwrap());
     assert!(catalog.media_files(&created.id).await.unwrap().is_empty());
     assert!(catalog
-        .existing_media(&[created.id.clone()])
+        .existing_media(std::slice::from_ref(&created.id))
         .await
         .unwrap()
         .is_empty());
@@ -321,7 +321,7 @@ pub async fn eight_workers_run_every_job_exactly_once(catalog: DynCatalog) {
     for worker in workers {
         worker.await.unwrap();
     }
-    let ran = ran.lock().unwrap();
+    let ran = ran.lock().unwrap().clone();
     assert_eq!(ran.len(), JOBS, "every job ran once");
     let subjects: HashSet<String> = ran.iter().map(|(s, _)| s.clone()).collect();
     assert_eq!(subjects, ids, "and no job twice");

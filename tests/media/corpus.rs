@@ -121,7 +121,7 @@ pub async fn corpus() -> Arc<Corpus> {
                         remove_at_exit(app.data_dir.path().to_owned());
                         let app = Arc::new(app);
                         let built = tokio::spawn(build(app.clone())).await;
-                        let _ = tx.send(built.map(Arc::new).map_err(|e| panic_message(e)));
+                        let _ = tx.send(built.map(Arc::new).map_err(panic_message));
                         // The server lives until the test process exits.
                         std::future::pending::<()>().await;
                     });

@@ -124,10 +124,10 @@ async fn a_range_of_a_segment_is_206_with_exactly_those_bytes() {
     assert!(len > 1000, "a real segment: {len} bytes");
 
     for (range, from, to) in [
-        (format!("bytes=100-1099"), 100, 1099),
-        (format!("bytes=0-0"), 0, 0),
+        ("bytes=100-1099".to_string(), 100, 1099),
+        ("bytes=0-0".to_string(), 0, 0),
         (format!("bytes={}-", len - 10), len - 10, len - 1),
-        (format!("bytes=-300"), len - 300, len - 1),
+        ("bytes=-300".to_string(), len - 300, len - 1),
     ] {
         let response = client
             .get(&url)
