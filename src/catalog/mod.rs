@@ -363,6 +363,12 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> Result<Vec<JobRecord>, CatalogError>;
     /// Queues a failed media again with a fresh set of attempts; false unless it had failed.
     async fn retry_media(&self, id: &MediaId, max_attempts: u32) -> Result<bool, CatalogError>;
+
+    /// Pokes `wakeup` whenever any node queues a job, where the engine can tell (PostgreSQL
+    /// LISTEN/NOTIFY). Workers poll anyway; this only shortens the wait. The default does nothing.
+    fn watch_queue(&self, wakeup: Arc<tokio::sync::Notify>) {
+        let _ = wakeup;
+    }
 }
 
 pub type DynCatalog = Arc<dyn Catalog>;

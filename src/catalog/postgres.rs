@@ -211,8 +211,33 @@ impl PostgresCatalog {
     }
 }
 
+/// The channel `NOTIFY` announces queued jobs on.
+const JOBS_CHANNEL: &str = "reelay_jobs";
+
 #[async_trait]
 impl Catalog for PostgresCatalog {
+    fn watch_queue(&self, wakeup: std::sync::Arc<tokio::sync::Notify>) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let listening = async {
+                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    listener.listen(JOBS_CHANNEL).await?;
+                    loop {
+                        listener.recv().await?;
+                        wakeup.notify_one();
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), sqlx::Error>(())
+                };
+                if let Err(e) = listening.await {
+                    tracing::debug!(error = %e, "job notifications interrupted; polling meanwhile");
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+    }
+
     async fn ping(&self) -> Result<(), CatalogError> {
         sqlx::query("SELECT count(*) FROM files WHERE false")
             .fetch_one(&self.pool)
@@ -359,6 +384,7 @@ impl Catalog for PostgresCatalog {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        notify_job(&mut tx).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -708,6 +734,7 @@ impl Catalog for PostgresCatalog {
                 .await
                 .map_err(db_error)?;
         }
+        notify_job(&mut tx).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -729,6 +756,16 @@ impl Catalog for PostgresCatalog {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+/// Delivered to listeners when the transaction commits, and only then.
+async fn notify_job(tx: &mut Tx<'_>) -> Result<(), CatalogError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
 
 async fn requeue(
     tx: &mut Tx<'_>,

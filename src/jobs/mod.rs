@@ -65,6 +65,7 @@ pub fn spawn(
     count: usize,
     stop: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    context.catalog.watch_queue(context.wakeup.clone());
     (0..count)
         .map(|n| {
             let owner = format!("{}-{}-{n}", hostname(), std::process::id());

@@ -351,3 +351,32 @@ pub async fn media_list_is_newest_first_with_a_cursor(catalog: DynCatalog) {
         made[3..].iter().map(|m| m.id.clone()).collect::<Vec<_>>()
     );
 }
+
+/// PostgreSQL tells every node's workers when any node queues a job (LISTEN/NOTIFY), so they
+/// start at once instead of at their next poll.
+#[tokio::test]
+async fn postgres_announces_queued_jobs_to_other_nodes() {
+    let (options, _) = crate::common::postgres::fresh_schema().await;
+    let worker_node: DynCatalog = Arc::new(
+        reelay::catalog::PostgresCatalog::open_with(options.clone())
+            .await
+            .unwrap(),
+    );
+    let api_node: DynCatalog = Arc::new(
+        reelay::catalog::PostgresCatalog::open_with(options)
+            .await
+            .unwrap(),
+    );
+    let wakeup = Arc::new(tokio::sync::Notify::new());
+    worker_node.watch_queue(wakeup.clone());
+    // Give the listener a moment to subscribe; a notification before that is simply missed
+    // (the worker would find the job at its next poll).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), wakeup.notified()).await;
+    assert!(quiet.is_err(), "no job queued yet, no wake-up");
+
+    queued_media(&api_node, 3).await;
+    tokio::time::timeout(Duration::from_secs(5), wakeup.notified())
+        .await
+        .expect("the worker node is told about the new job");
+}
