@@ -37,6 +37,8 @@ pub enum Command {
     Media(crate::cli::media::MediaArgs),
     /// Create, list and revoke API keys (works on the catalog directly).
     Keys(crate::cli::keys::KeysArgs),
+    /// Copy an SQLite catalog into PostgreSQL (the embedded -> production path).
+    MigrateCatalog(crate::cli::migrate::MigrateArgs),
     /// Check the configured storage, or migrate an fs data dir to S3.
     Storage(crate::cli::storage::StorageArgs),
 }

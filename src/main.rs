@@ -27,5 +27,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Upload(args) => reelay::cli::upload::run(args).await,
         Command::Keys(args) => reelay::cli::keys::run(args).await,
         Command::Storage(args) => reelay::cli::storage::run(args).await,
+        Command::MigrateCatalog(args) => reelay::cli::migrate::run(args).await,
     }
 }

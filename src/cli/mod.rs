@@ -2,5 +2,6 @@
 
 pub mod keys;
 pub mod media;
+pub mod migrate;
 pub mod storage;
 pub mod upload;
