@@ -29,7 +29,7 @@ need_pip() {
     python3 -m pip install -q "$pkg" >&2
 }
 
-# pg_ready HOST PORT: true when a PostgreSQL server accepts connections there.
+# pg_ready HOST PORT: true when something (PostgreSQL, Redis) accepts connections there.
 pg_ready() {
     python3 - "$1" "$2" <<'PY'
 import socket, sys
@@ -64,5 +64,25 @@ start_throwaway_postgres() {
     export REELAY_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/test"
     pg_throwaway_stop="$bin/pg_ctl -D $dir/data -m immediate stop"
     pg_throwaway_dir=$dir
-    trap '"${pg_throwaway_run[@]}" $pg_throwaway_stop >/dev/null 2>&1; rm -rf "$pg_throwaway_dir"' EXIT
+    on_exit '"${pg_throwaway_run[@]}" $pg_throwaway_stop >/dev/null 2>&1; rm -rf "$pg_throwaway_dir"'
+}
+
+# Starts a throwaway redis-server on a free port, exports REELAY_TEST_REDIS_URL and stops it
+# when the calling shell exits.
+start_throwaway_redis() {
+    need_deb redis-server redis-server
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis_throwaway_dir=$(mktemp -d)
+    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize yes \
+        --dir "$redis_throwaway_dir" --pidfile "$redis_throwaway_dir/pid" --logfile "$redis_throwaway_dir/log"
+    export REELAY_TEST_REDIS_URL="redis://127.0.0.1:$port"
+    on_exit 'kill "$(cat "$redis_throwaway_dir/pid")" 2>/dev/null; rm -rf "$redis_throwaway_dir"'
+}
+
+# on_exit COMMAND: runs COMMAND when the calling shell exits, after those registered before.
+exit_commands=""
+on_exit() {
+    exit_commands="${exit_commands}${1};"
+    trap 'eval "$exit_commands"' EXIT
 }

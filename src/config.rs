@@ -271,6 +271,24 @@ pub struct ServeConfig {
     /// How many file records the delivery path keeps in memory.
     #[arg(long, env = "REELAY_METADATA_CACHE_ENTRIES", default_value_t = 100_000)]
     pub metadata_cache_entries: u64,
+    /// Shared rate-limit buckets for the whole cluster (redis://...); unset: per node.
+    #[arg(long, env = "REELAY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Management API limit per API key: RATE/UNIT[:BURST] (`off` disables).
+    #[arg(long, env = "REELAY_RATE_LIMIT_API_KEY", default_value = "100/s:1000")]
+    pub rate_limit_api_key: crate::api::Limit,
+    /// Management API limit per client IP.
+    #[arg(long, env = "REELAY_RATE_LIMIT_API_IP", default_value = "100/s:1000")]
+    pub rate_limit_api_ip: crate::api::Limit,
+    /// Delivery limit per client IP; off by default, since a CDN's few addresses carry everyone.
+    #[arg(long, env = "REELAY_RATE_LIMIT_DELIVERY_IP", default_value = "off")]
+    pub rate_limit_delivery_ip: crate::api::Limit,
+    /// Take the client address from X-Forwarded-For (only behind a proxy that sets it).
+    #[arg(long, env = "REELAY_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+    /// Prefix of the rate-limit keys in Redis (several deployments may share one Redis).
+    #[arg(long, env = "REELAY_RATE_LIMIT_NAMESPACE", default_value = "reelay")]
+    pub rate_limit_namespace: String,
     /// Seconds a cached record lives. A delete invalidates the node that served it at once;
     /// every other node stops serving the deleted content within this bound.
     #[arg(long, env = "REELAY_METADATA_CACHE_TTL", default_value_t = 10)]

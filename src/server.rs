@@ -49,6 +49,10 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         api_cors_origins: config.api_cors_origins.clone(),
         delivery_cors_origins: config.delivery_cors_origins.clone(),
         job_max_attempts: config.worker.job_max_attempts,
+        rate_limit_api_key: config.rate_limit_api_key,
+        rate_limit_api_ip: config.rate_limit_api_ip,
+        rate_limit_delivery_ip: config.rate_limit_delivery_ip,
+        trust_forwarded_for: config.trust_forwarded_for,
     };
     let state = AppState {
         storage,
@@ -65,6 +69,10 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
             .time_to_live(Duration::from_secs(config.metadata_cache_ttl_secs))
             .build(),
         job_wakeup: Arc::default(),
+        rate_limiter: Arc::new(crate::api::RateLimiter::new(
+            config.redis_url.clone(),
+            config.rate_limit_namespace.clone(),
+        )),
     };
     Ok(App {
         state,

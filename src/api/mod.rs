@@ -9,6 +9,7 @@ mod files;
 mod jobs;
 mod media;
 mod ops;
+mod ratelimit;
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,6 +27,7 @@ use tower_http::{
 };
 
 pub use self::auth::{hash_token, new_token};
+pub use self::ratelimit::{Limit, RateLimiter};
 use crate::{
     catalog::{DynCatalog, FileRecord, MediaFile, MediaRecord, Scope},
     delivery::signature::Signer,
@@ -46,6 +48,10 @@ pub struct Settings {
     pub api_cors_origins: Vec<String>,
     pub delivery_cors_origins: Vec<String>,
     pub job_max_attempts: u32,
+    pub rate_limit_api_key: Limit,
+    pub rate_limit_api_ip: Limit,
+    pub rate_limit_delivery_ip: Limit,
+    pub trust_forwarded_for: bool,
 }
 
 /// A ready media and its files by path, as the delivery path caches them.
@@ -69,6 +75,7 @@ pub struct AppState {
     pub media_cache: moka::future::Cache<MediaId, Arc<ReadyMedia>>,
     /// Wakes this process's idle workers when a job is queued here.
     pub job_wakeup: Arc<tokio::sync::Notify>,
+    pub rate_limiter: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -92,6 +99,24 @@ const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let require = |scope| middleware::from_fn_with_state((state.clone(), scope), auth::require);
+    let rate_limit = |group, per_key, per_ip| {
+        middleware::from_fn_with_state(
+            ratelimit::RateLimitState {
+                limiter: state.rate_limiter.clone(),
+                limits: ratelimit::GroupLimits {
+                    group,
+                    per_key,
+                    per_ip,
+                },
+                trust_forwarded_for: state.settings.trust_forwarded_for,
+            },
+            ratelimit::limit,
+        )
+    };
+    let off = Limit {
+        per_second: 0.0,
+        burst: 0,
+    };
 
     // OPTIONS is routed so that the CORS layer sees preflights, as for delivery below.
     let api = Router::new()
@@ -154,6 +179,11 @@ pub fn router(state: AppState) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        .layer(rate_limit(
+            "api",
+            state.settings.rate_limit_api_key,
+            state.settings.rate_limit_api_ip,
+        ))
         .layer(api_cors(&state.settings.api_cors_origins));
 
     let delivery = Router::new()
@@ -167,6 +197,11 @@ pub fn router(state: AppState) -> Router {
             "/media/{id}/{*path}",
             get(delivery::media).options(ops::no_content),
         )
+        .layer(rate_limit(
+            "delivery",
+            off,
+            state.settings.rate_limit_delivery_ip,
+        ))
         .layer(delivery_cors(&state.settings.delivery_cors_origins));
 
     let ops = Router::new()

@@ -12,6 +12,7 @@ mod multipart;
 mod ops;
 mod preconditions;
 mod ranges;
+mod ratelimit;
 mod security;
 mod signatures;
 mod smoke;
