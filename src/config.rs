@@ -207,13 +207,16 @@ impl WorkerConfig {
     }
 }
 
-/// `reelay worker`: workers against the shared catalog and storage, no HTTP.
+/// `reelay worker`: workers against the shared catalog and storage; HTTP only for /metrics.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerCommand {
     #[command(flatten)]
     pub store: StoreConfig,
     #[command(flatten)]
     pub worker: WorkerConfig,
+    /// Serve /metrics and /healthz of this worker process on this address (unset: none).
+    #[arg(long, env = "REELAY_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]

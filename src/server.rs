@@ -203,6 +203,26 @@ pub async fn run_workers(command: crate::config::WorkerCommand) -> anyhow::Resul
     .await?;
     let stop = tokio_util::sync::CancellationToken::new();
     let workers = crate::jobs::spawn(context, command.worker.workers.max(1), stop.clone());
+    if let Some(addr) = command.metrics_listen {
+        // Workers have no API, but Prometheus scrapes every process: claims, rescues, outcomes.
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let handle = crate::metrics::handle();
+        let app = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let handle = handle.clone();
+                    async move { handle.render() }
+                }),
+            );
+        tracing::info!(%addr, "worker metrics listening");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
     shutdown_signal().await;
     tracing::info!("stopping workers");
     stop.cancel();
