@@ -3,6 +3,7 @@
 
 mod postgres;
 mod sqlite;
+mod transfer;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -12,6 +13,7 @@ use time::OffsetDateTime;
 
 pub use self::postgres::PostgresCatalog;
 pub use self::sqlite::SqliteCatalog;
+pub use self::transfer::{Batch, ExportKey, JobRow, MediaFileRow, Table};
 use crate::ids::{FileId, Id, KeyId, MediaId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -363,6 +365,21 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> Result<Vec<JobRecord>, CatalogError>;
     /// Queues a failed media again with a fresh set of attempts; false unless it had failed.
     async fn retry_media(&self, id: &MediaId, max_attempts: u32) -> Result<bool, CatalogError>;
+
+    /// Rows of `table` in primary-key order, at most `limit`, after `after` (the previous
+    /// page's `Batch::last_key`). An empty batch ends the table.
+    async fn export_page(
+        &self,
+        table: Table,
+        after: Option<&ExportKey>,
+        limit: u32,
+    ) -> Result<Batch, CatalogError>;
+    /// Writes `batch` in one transaction, as is: ids, timestamps and job leases included. A row
+    /// whose primary key exists is overwritten, so importing the same batch twice is harmless.
+    /// Imported jobs push the job id sequence past their ids.
+    async fn import(&self, batch: &Batch) -> Result<(), CatalogError>;
+    /// How many rows `table` holds.
+    async fn count_rows(&self, table: Table) -> Result<u64, CatalogError>;
 
     /// Pokes `wakeup` whenever any node queues a job, where the engine can tell (PostgreSQL
     /// LISTEN/NOTIFY). Workers poll anyway; this only shortens the wait. The default does nothing.

@@ -8,13 +8,15 @@ use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions, PgRow},
-    PgPool, Row,
+    query_builder::Separated,
+    PgPool, Postgres, QueryBuilder, Row,
 };
 
 use super::{
-    from_micros, micros, now, Access, ApiKeyRecord, Catalog, CatalogError, ClaimedJob, FileCursor,
-    FileRecord, JobRecord, Lease, MediaCursor, MediaFile, MediaId, MediaOutput, MediaRecord,
-    MediaState, Scope, TRANSCODE_JOB,
+    from_micros, micros, now, transfer::key_mismatch, Access, ApiKeyRecord, Batch, Catalog,
+    CatalogError, ClaimedJob, ExportKey, FileCursor, FileRecord, JobRecord, JobRow, Lease,
+    MediaCursor, MediaFile, MediaFileRow, MediaId, MediaOutput, MediaRecord, MediaState, Scope,
+    Table, TRANSCODE_JOB,
 };
 use crate::ids::{FileId, KeyId};
 
@@ -123,6 +125,48 @@ fn job_from_row(row: &PgRow) -> Result<JobRecord, CatalogError> {
     })
 }
 
+fn media_file_from_row(row: &PgRow) -> Result<MediaFile, CatalogError> {
+    let size: i64 = row.get("size");
+    Ok(MediaFile {
+        path: row.get("path"),
+        size: u64::try_from(size).map_err(|_| corrupt("size"))?,
+        sha256: row.get("sha256"),
+        content_type: row.get("content_type"),
+    })
+}
+
+fn media_file_row_from_row(row: &PgRow) -> Result<MediaFileRow, CatalogError> {
+    let media_id: String = row.get("media_id");
+    Ok(MediaFileRow {
+        media_id: MediaId::parse(&media_id).ok_or_else(|| corrupt("media id"))?,
+        file: media_file_from_row(row)?,
+    })
+}
+
+fn job_row_from_row(row: &PgRow) -> Result<JobRow, CatalogError> {
+    let attempts: i32 = row.get("attempts");
+    let max_attempts: i32 = row.get("max_attempts");
+    let lease_expires_at: Option<i64> = row.get("lease_expires_at");
+    Ok(JobRow {
+        id: row.get("id"),
+        kind: row.get("kind"),
+        subject: row.get("subject"),
+        state: row.get("state"),
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+        max_attempts: u32::try_from(max_attempts).map_err(|_| corrupt("max_attempts"))?,
+        lease_token: row.get("lease_token"),
+        lease_owner: row.get("lease_owner"),
+        lease_expires_at: match lease_expires_at {
+            Some(us) => Some(from_micros(us).ok_or_else(|| corrupt("lease_expires_at"))?),
+            None => None,
+        },
+        run_after: from_micros(row.get("run_after")).ok_or_else(|| corrupt("run_after"))?,
+        last_error: row.get("last_error"),
+        created_at: from_micros(row.get("created_at")).ok_or_else(|| corrupt("created_at"))?,
+        updated_at: from_micros(row.get("updated_at")).ok_or_else(|| corrupt("updated_at"))?,
+    })
+}
+
 fn key_from_row(row: &PgRow) -> Result<ApiKeyRecord, CatalogError> {
     let id: String = row.get("id");
     let scopes: String = row.get("scopes");
@@ -227,12 +271,10 @@ impl Catalog for PostgresCatalog {
                         listener.recv().await?;
                         wakeup.notify_one();
                     }
-                    #[allow(unreachable_code)]
-                    Ok::<(), sqlx::Error>(())
                 };
-                if let Err(e) = listening.await {
-                    tracing::debug!(error = %e, "job notifications interrupted; polling meanwhile");
-                }
+                let result: Result<std::convert::Infallible, sqlx::Error> = listening.await;
+                let Err(e) = result;
+                tracing::debug!(error = %e, "job notifications interrupted; polling meanwhile");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         });
@@ -431,17 +473,7 @@ impl Catalog for PostgresCatalog {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let size: i64 = row.get("size");
-                Ok(MediaFile {
-                    path: row.get("path"),
-                    size: u64::try_from(size).map_err(|_| corrupt("size"))?,
-                    sha256: row.get("sha256"),
-                    content_type: row.get("content_type"),
-                })
-            })
-            .collect()
+        rows.iter().map(media_file_from_row).collect()
     }
 
     async fn existing_media(&self, ids: &[MediaId]) -> Result<HashSet<MediaId>, CatalogError> {
@@ -739,6 +771,186 @@ impl Catalog for PostgresCatalog {
         Ok(true)
     }
 
+    async fn export_page(
+        &self,
+        table: Table,
+        after: Option<&ExportKey>,
+        limit: u32,
+    ) -> Result<Batch, CatalogError> {
+        let (name, key) = (table.name(), table.key_columns());
+        let rows = match after {
+            Some(after) if !table.fits(after) => return Err(key_mismatch(table, after)),
+            None => {
+                sqlx::query(&format!("SELECT * FROM {name} ORDER BY {key} LIMIT $1"))
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Some(ExportKey::Text(id)) => {
+                sqlx::query(&format!(
+                    "SELECT * FROM {name} WHERE id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(id)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await
+            }
+            Some(ExportKey::Job(id)) => {
+                sqlx::query("SELECT * FROM jobs WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(id)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Some(ExportKey::MediaFile { media_id, path }) => {
+                sqlx::query(
+                    "SELECT * FROM media_files WHERE (media_id, path) > ($1, $2)
+                     ORDER BY media_id, path LIMIT $3",
+                )
+                .bind(media_id)
+                .bind(path)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(db_error)?;
+        Ok(match table {
+            Table::Files => Batch::Files(rows.iter().map(file_from_row).collect::<Result<_, _>>()?),
+            Table::ApiKeys => {
+                Batch::ApiKeys(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+            }
+            Table::Media => {
+                Batch::Media(rows.iter().map(media_from_row).collect::<Result<_, _>>()?)
+            }
+            Table::MediaFiles => Batch::MediaFiles(
+                rows.iter()
+                    .map(media_file_row_from_row)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Table::Jobs => Batch::Jobs(
+                rows.iter()
+                    .map(job_row_from_row)
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    async fn import(&self, batch: &Batch) -> Result<(), CatalogError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        match batch {
+            Batch::Files(files) => {
+                upsert(&mut tx, Table::Files, FILE_COLUMNS, files, |row, file| {
+                    row.push_bind(file.id.as_str())
+                        .push_bind(file.filename.as_deref())
+                        .push_bind(&file.content_type)
+                        .push_bind(file.size as i64)
+                        .push_bind(&file.sha256)
+                        .push_bind(file.access.as_str())
+                        .push_bind(micros(file.created_at));
+                })
+                .await?
+            }
+            Batch::ApiKeys(keys) => {
+                upsert(&mut tx, Table::ApiKeys, KEY_COLUMNS, keys, |row, key| {
+                    let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+                    row.push_bind(key.id.as_str())
+                        .push_bind(&key.name)
+                        .push_bind(&key.token_sha256)
+                        .push_bind(scopes.join(" "))
+                        .push_bind(micros(key.created_at))
+                        .push_bind(key.revoked_at.map(micros));
+                })
+                .await?
+            }
+            Batch::Media(media) => {
+                let rows = media
+                    .iter()
+                    .map(|m| Ok((m, serde_json::to_string(&m.renditions)?)))
+                    .collect::<Result<Vec<_>, serde_json::Error>>()
+                    .map_err(|e| CatalogError::Other(e.into()))?;
+                upsert(
+                    &mut tx,
+                    Table::Media,
+                    MEDIA_COLUMNS,
+                    &rows,
+                    |row, (media, renditions)| {
+                        row.push_bind(media.id.as_str())
+                            .push_bind(media.file_id.as_str())
+                            .push_bind(media.access.as_str())
+                            .push_bind(media.state.as_str())
+                            .push_bind(media.progress as i32)
+                            .push_bind(media.error.as_deref())
+                            .push_bind(media.output_prefix.as_deref())
+                            .push_bind(renditions.as_str())
+                            .push_bind(media.duration)
+                            .push_bind(micros(media.created_at))
+                            .push_bind(micros(media.updated_at));
+                    },
+                )
+                .await?
+            }
+            Batch::MediaFiles(files) => {
+                upsert(
+                    &mut tx,
+                    Table::MediaFiles,
+                    MEDIA_FILE_COLUMNS,
+                    files,
+                    |row, f| {
+                        row.push_bind(f.media_id.as_str())
+                            .push_bind(&f.file.path)
+                            .push_bind(f.file.size as i64)
+                            .push_bind(&f.file.sha256)
+                            .push_bind(&f.file.content_type);
+                    },
+                )
+                .await?
+            }
+            Batch::Jobs(jobs) => {
+                upsert(&mut tx, Table::Jobs, JOB_COLUMNS, jobs, |row, job| {
+                    row.push_bind(job.id)
+                        .push_bind(&job.kind)
+                        .push_bind(&job.subject)
+                        .push_bind(&job.state)
+                        .push_bind(job.attempts as i32)
+                        .push_bind(job.max_attempts as i32)
+                        .push_bind(job.lease_token)
+                        .push_bind(job.lease_owner.as_deref())
+                        .push_bind(job.lease_expires_at.map(micros))
+                        .push_bind(micros(job.run_after))
+                        .push_bind(job.last_error.as_deref())
+                        .push_bind(micros(job.created_at))
+                        .push_bind(micros(job.updated_at));
+                })
+                .await?;
+                // Ids given explicitly leave the sequence behind; never move it back, or a new
+                // job could take the id (and a stale lease's fencing token) of a deleted one.
+                if let Some(max) = jobs.iter().map(|job| job.id).max() {
+                    sqlx::query(
+                        "SELECT setval(pg_get_serial_sequence('jobs', 'id'),
+                                       GREATEST($1, nextval(pg_get_serial_sequence('jobs', 'id'))))",
+                    )
+                    .bind(max)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                if jobs.iter().any(|job| job.state == "queued") {
+                    notify_job(&mut tx).await?;
+                }
+            }
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn count_rows(&self, table: Table) -> Result<u64, CatalogError> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", table.name()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(n as u64)
+    }
+
     async fn job_counts(&self) -> Result<Vec<(String, u64)>, CatalogError> {
         let rows =
             sqlx::query("SELECT state, count(*) AS n FROM jobs GROUP BY state ORDER BY state")
@@ -756,6 +968,86 @@ impl Catalog for PostgresCatalog {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+const FILE_COLUMNS: &[&str] = &[
+    "id",
+    "filename",
+    "content_type",
+    "size",
+    "sha256",
+    "access",
+    "created_at",
+];
+const KEY_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "token_sha256",
+    "scopes",
+    "created_at",
+    "revoked_at",
+];
+const MEDIA_COLUMNS: &[&str] = &[
+    "id",
+    "file_id",
+    "access",
+    "state",
+    "progress",
+    "error",
+    "output_prefix",
+    "renditions",
+    "duration",
+    "created_at",
+    "updated_at",
+];
+const MEDIA_FILE_COLUMNS: &[&str] = &["media_id", "path", "size", "sha256", "content_type"];
+const JOB_COLUMNS: &[&str] = &[
+    "id",
+    "kind",
+    "subject",
+    "state",
+    "attempts",
+    "max_attempts",
+    "lease_token",
+    "lease_owner",
+    "lease_expires_at",
+    "run_after",
+    "last_error",
+    "created_at",
+    "updated_at",
+];
+
+/// PostgreSQL's limit on bind parameters in one statement.
+const MAX_BINDS: usize = u16::MAX as usize;
+
+/// Multi-row `INSERT .. ON CONFLICT (key) DO UPDATE` of `rows` into `table`, whose `columns`
+/// `bind` fills in order; chunked to stay under the bind-parameter limit.
+async fn upsert<'r, T>(
+    tx: &mut Tx<'_>,
+    table: Table,
+    columns: &[&str],
+    rows: &'r [T],
+    mut bind: impl FnMut(&mut Separated<'_, 'r, Postgres, &'static str>, &'r T),
+) -> Result<(), CatalogError> {
+    let overwrite: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    for chunk in rows.chunks(MAX_BINDS / columns.len()) {
+        let mut insert = QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO {} ({}) ",
+            table.name(),
+            columns.join(", ")
+        ));
+        insert.push_values(chunk, |mut row, record| bind(&mut row, record));
+        insert.push(format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            table.key_columns(),
+            overwrite.join(", ")
+        ));
+        insert.build().execute(&mut **tx).await.map_err(db_error)?;
+    }
+    Ok(())
+}
 
 /// Delivered to listeners when the transaction commits, and only then.
 async fn notify_job(tx: &mut Tx<'_>) -> Result<(), CatalogError> {

@@ -13,9 +13,10 @@ use sqlx::{
 };
 
 use super::{
-    from_micros, micros, now, Access, ApiKeyRecord, Catalog, CatalogError, ClaimedJob, FileCursor,
-    FileRecord, JobRecord, Lease, MediaCursor, MediaFile, MediaId, MediaOutput, MediaRecord,
-    MediaState, Scope, TRANSCODE_JOB,
+    from_micros, micros, now, transfer::key_mismatch, Access, ApiKeyRecord, Batch, Catalog,
+    CatalogError, ClaimedJob, ExportKey, FileCursor, FileRecord, JobRecord, JobRow, Lease,
+    MediaCursor, MediaFile, MediaFileRow, MediaId, MediaOutput, MediaRecord, MediaState, Scope,
+    Table, TRANSCODE_JOB,
 };
 use crate::ids::{FileId, KeyId};
 
@@ -25,9 +26,18 @@ pub struct SqliteCatalog {
 
 impl SqliteCatalog {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
+        Self::connect(url, true).await
+    }
+
+    /// Opens a catalog that must already exist (a source to copy from, never a new empty one).
+    pub async fn open_existing(url: &str) -> anyhow::Result<Self> {
+        Self::connect(url, false).await
+    }
+
+    async fn connect(url: &str, create: bool) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("parsing catalog URL {url}"))?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an acknowledged upload's row survives a power cut, not just a crash.
             .synchronous(SqliteSynchronous::Full)
@@ -193,6 +203,48 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, CatalogError> {
         max_attempts: max_attempts as u32,
         lease_owner: row.get("lease_owner"),
         last_error: row.get("last_error"),
+        updated_at: from_micros(row.get("updated_at")).ok_or_else(|| corrupt("updated_at"))?,
+    })
+}
+
+fn media_file_from_row(row: &SqliteRow) -> Result<MediaFile, CatalogError> {
+    let size: i64 = row.get("size");
+    Ok(MediaFile {
+        path: row.get("path"),
+        size: u64::try_from(size).map_err(|_| corrupt("size"))?,
+        sha256: row.get("sha256"),
+        content_type: row.get("content_type"),
+    })
+}
+
+fn media_file_row_from_row(row: &SqliteRow) -> Result<MediaFileRow, CatalogError> {
+    let media_id: String = row.get("media_id");
+    Ok(MediaFileRow {
+        media_id: MediaId::parse(&media_id).ok_or_else(|| corrupt("media id"))?,
+        file: media_file_from_row(row)?,
+    })
+}
+
+fn job_row_from_row(row: &SqliteRow) -> Result<JobRow, CatalogError> {
+    let attempts: i64 = row.get("attempts");
+    let max_attempts: i64 = row.get("max_attempts");
+    let lease_expires_at: Option<i64> = row.get("lease_expires_at");
+    Ok(JobRow {
+        id: row.get("id"),
+        kind: row.get("kind"),
+        subject: row.get("subject"),
+        state: row.get("state"),
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+        max_attempts: u32::try_from(max_attempts).map_err(|_| corrupt("max_attempts"))?,
+        lease_token: row.get("lease_token"),
+        lease_owner: row.get("lease_owner"),
+        lease_expires_at: match lease_expires_at {
+            Some(us) => Some(from_micros(us).ok_or_else(|| corrupt("lease_expires_at"))?),
+            None => None,
+        },
+        run_after: from_micros(row.get("run_after")).ok_or_else(|| corrupt("run_after"))?,
+        last_error: row.get("last_error"),
+        created_at: from_micros(row.get("created_at")).ok_or_else(|| corrupt("created_at"))?,
         updated_at: from_micros(row.get("updated_at")).ok_or_else(|| corrupt("updated_at"))?,
     })
 }
@@ -421,17 +473,7 @@ impl Catalog for SqliteCatalog {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let size: i64 = row.get("size");
-                Ok(MediaFile {
-                    path: row.get("path"),
-                    size: u64::try_from(size).map_err(|_| corrupt("size"))?,
-                    sha256: row.get("sha256"),
-                    content_type: row.get("content_type"),
-                })
-            })
-            .collect()
+        rows.iter().map(media_file_from_row).collect()
     }
 
     async fn existing_media(&self, ids: &[MediaId]) -> Result<HashSet<MediaId>, CatalogError> {
@@ -829,6 +871,85 @@ impl Catalog for SqliteCatalog {
                 (row.get("state"), n as u64)
             })
             .collect())
+    }
+
+    async fn export_page(
+        &self,
+        table: Table,
+        after: Option<&ExportKey>,
+        limit: u32,
+    ) -> Result<Batch, CatalogError> {
+        let (name, key) = (table.name(), table.key_columns());
+        let rows =
+            match after {
+                Some(after) if !table.fits(after) => return Err(key_mismatch(table, after)),
+                None => {
+                    sqlx::query(&format!("SELECT * FROM {name} ORDER BY {key} LIMIT ?"))
+                        .bind(limit as i64)
+                        .fetch_all(&self.pool)
+                        .await
+                }
+                Some(ExportKey::Text(id)) => {
+                    sqlx::query(&format!(
+                        "SELECT * FROM {name} WHERE id > ? ORDER BY id LIMIT ?"
+                    ))
+                    .bind(id)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await
+                }
+                Some(ExportKey::Job(id)) => {
+                    sqlx::query("SELECT * FROM jobs WHERE id > ? ORDER BY id LIMIT ?")
+                        .bind(id)
+                        .bind(limit as i64)
+                        .fetch_all(&self.pool)
+                        .await
+                }
+                Some(ExportKey::MediaFile { media_id, path }) => sqlx::query(
+                    "SELECT * FROM media_files WHERE media_id > ?1 OR (media_id = ?1 AND path > ?2)
+                     ORDER BY media_id, path LIMIT ?3",
+                )
+                .bind(media_id)
+                .bind(path)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await,
+            }
+            .map_err(db_error)?;
+        Ok(match table {
+            Table::Files => Batch::Files(rows.iter().map(file_from_row).collect::<Result<_, _>>()?),
+            Table::ApiKeys => {
+                Batch::ApiKeys(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+            }
+            Table::Media => {
+                Batch::Media(rows.iter().map(media_from_row).collect::<Result<_, _>>()?)
+            }
+            Table::MediaFiles => Batch::MediaFiles(
+                rows.iter()
+                    .map(media_file_row_from_row)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Table::Jobs => Batch::Jobs(
+                rows.iter()
+                    .map(job_row_from_row)
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    async fn import(&self, batch: &Batch) -> Result<(), CatalogError> {
+        let _ = batch;
+        Err(CatalogError::Other(anyhow::anyhow!(
+            "import into SQLite is not supported: it is only a source for migrate-catalog"
+        )))
+    }
+
+    async fn count_rows(&self, table: Table) -> Result<u64, CatalogError> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", table.name()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(n as u64)
     }
 
     async fn revoke_key(&self, id: &KeyId) -> Result<bool, CatalogError> {

@@ -22,6 +22,7 @@ mod catalog;
 mod sweeper;
 #[macro_use]
 mod jobs;
+mod migrate;
 
 use fixtures::{fs_storage, postgres_catalog, s3_storage, sqlite_catalog};
 
