@@ -128,10 +128,12 @@ async fn run_worker(context: WorkerContext, owner: String, stop: CancellationTok
 #[derive(Debug)]
 pub enum Outcome {
     Done,
-    /// Failed with a reason for the user; `retry` when another attempt may succeed.
+    /// Failed with a reason for the user; `retry` when another attempt may succeed; `cause` is
+    /// a small fixed vocabulary for metrics (`unsupported`, `storage`, `catalog`, ...).
     Failed {
         reason: String,
         retry: bool,
+        cause: &'static str,
     },
     /// The lease was lost (rescued and claimed by another worker): write nothing more.
     LeaseLost,
@@ -153,13 +155,18 @@ async fn run_job(context: &WorkerContext, job: ClaimedJob, stop: &CancellationTo
             other => Outcome::Failed {
                 reason: format!("unknown job kind {other:?}"),
                 retry: false,
+                cause: "internal",
             },
         }
     };
     let outcome = tokio::select! {
         outcome = work => outcome,
         () = lost.cancelled() => Outcome::LeaseLost,
-        () = stop.cancelled() => Outcome::Failed { reason: "the worker shut down".into(), retry: true },
+        () = stop.cancelled() => Outcome::Failed {
+            reason: "the worker shut down".into(),
+            retry: true,
+            cause: "shutdown",
+        },
     };
     heartbeat.abort();
     let label = match &outcome {
@@ -177,7 +184,13 @@ async fn run_job(context: &WorkerContext, job: ClaimedJob, stop: &CancellationTo
         Outcome::LeaseLost => {
             tracing::warn!(job = job.lease.job_id, "lease lost; results discarded")
         }
-        Outcome::Failed { reason, retry } => {
+        Outcome::Failed {
+            reason,
+            retry,
+            cause,
+        } => {
+            metrics::counter!("reelay_job_failures_total", "kind" => job.kind.clone(), "cause" => cause)
+                .increment(1);
             tracing::warn!(job = job.lease.job_id, %reason, retry, "job failed");
             if let Err(e) = context.catalog.fail_job(&job.lease, &reason, retry).await {
                 tracing::warn!(job = job.lease.job_id, error = %e, "recording the failure failed; the rescuer will retry");

@@ -16,47 +16,51 @@ use crate::{
     storage::{ObjectKey, StorageError},
 };
 
-fn retry(what: &str, e: impl std::fmt::Display) -> Outcome {
+fn retry(cause: &'static str, what: &str, e: impl std::fmt::Display) -> Outcome {
     tracing::warn!(error = %e, "{what}");
     Outcome::Failed {
         reason: format!("{what}; will retry"),
         retry: true,
+        cause,
     }
 }
 
-fn give_up(reason: impl Into<String>) -> Outcome {
+fn give_up(cause: &'static str, reason: impl Into<String>) -> Outcome {
     Outcome::Failed {
         reason: reason.into(),
         retry: false,
+        cause,
     }
 }
 
 pub async fn run(context: &WorkerContext, job: &ClaimedJob) -> Outcome {
     let Some(id) = MediaId::parse(&job.subject) else {
-        return give_up("the job names no valid media");
+        return give_up("internal", "the job names no valid media");
     };
     let media = match context.catalog.get_media(&id).await {
         Ok(Some(media)) => media,
-        Ok(None) => return give_up("the media was deleted"),
-        Err(e) => return retry("the catalog is unavailable", e),
+        Ok(None) => return give_up("deleted", "the media was deleted"),
+        Err(e) => return retry("catalog", "the catalog is unavailable", e),
     };
     match context.catalog.start_media(&job.lease, &id).await {
         Ok(true) => {}
         Ok(false) => return Outcome::LeaseLost,
-        Err(e) => return retry("the catalog is unavailable", e),
+        Err(e) => return retry("catalog", "the catalog is unavailable", e),
     }
     let dir = match tempfile::Builder::new()
         .prefix("job-")
         .tempdir_in(&context.work_dir)
     {
         Ok(dir) => dir,
-        Err(e) => return retry("no scratch space for the transcode", e),
+        Err(e) => return retry("scratch", "no scratch space for the transcode", e),
     };
     let source = dir.path().join("source");
     match fetch(context, &ObjectKey::file(&media.file_id), &source).await {
         Ok(()) => {}
-        Err(StorageError::NotFound) => return give_up("the source file no longer exists"),
-        Err(e) => return retry("could not read the source from storage", e),
+        Err(StorageError::NotFound) => {
+            return give_up("deleted", "the source file no longer exists")
+        }
+        Err(e) => return retry("storage", "could not read the source from storage", e),
     }
 
     let limits = transcoder::Limits {
@@ -81,7 +85,7 @@ pub async fn run(context: &WorkerContext, job: &ClaimedJob) -> Outcome {
     };
     let out_dir = dir.path().join("out");
     if let Err(e) = tokio::fs::create_dir_all(&out_dir).await {
-        return retry("no scratch space for the transcode", e);
+        return retry("scratch", "no scratch space for the transcode", e);
     }
 
     let (progress_tx, progress_rx) = tokio::sync::watch::channel(0u8);
@@ -108,7 +112,7 @@ pub async fn run(context: &WorkerContext, job: &ClaimedJob) -> Outcome {
         Ok(files) => files,
         Err(e) => {
             discard_run(context, &prefix).await;
-            return retry("could not store the renditions", e);
+            return retry("storage", "could not store the renditions", e);
         }
     };
     let result = MediaOutput {
@@ -130,16 +134,24 @@ pub async fn run(context: &WorkerContext, job: &ClaimedJob) -> Outcome {
         }
         Err(e) => {
             discard_run(context, &prefix).await;
-            retry("the catalog is unavailable", e)
+            retry("catalog", "the catalog is unavailable", e)
         }
     }
 }
 
 fn transcode_failed(e: transcoder::TranscodeError) -> Outcome {
     tracing::info!(error = %e, "transcode failed");
+    let cause = match &e {
+        transcoder::TranscodeError::Unsupported(_) => "unsupported",
+        transcoder::TranscodeError::LimitExceeded(_) => "limit",
+        transcoder::TranscodeError::Timeout => "timeout",
+        transcoder::TranscodeError::Failed(_) => "ffmpeg",
+        _ => "internal",
+    };
     Outcome::Failed {
         reason: e.reason(),
         retry: e.is_retryable(),
+        cause,
     }
 }
 

@@ -9,6 +9,7 @@ mod auth;
 mod disposition;
 mod ids;
 mod multipart;
+mod nodes;
 mod ops;
 mod preconditions;
 mod ranges;

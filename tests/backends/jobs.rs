@@ -290,9 +290,9 @@ pub async fn deleting_a_media_removes_its_job_and_fences_its_worker(catalog: Dyn
         .is_empty());
 }
 
-/// Eight workers claim 200 no-op jobs: every job runs to completion exactly once.
+/// Eight workers claim 500 no-op jobs: every job runs to completion exactly once.
 pub async fn eight_workers_run_every_job_exactly_once(catalog: DynCatalog) {
-    const JOBS: usize = 200;
+    const JOBS: usize = 500;
     let mut ids = HashSet::new();
     for _ in 0..JOBS {
         ids.insert(queued_media(&catalog, 3).await.id.as_str().to_owned());
