@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::{
-    api::{self, AppState, Settings},
+    api::{self, AppParts, AppState, Settings},
     catalog,
     config::ServeConfig,
     delivery::signature::Signer,
@@ -54,7 +54,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         rate_limit_delivery_ip: config.rate_limit_delivery_ip,
         trust_forwarded_for: config.trust_forwarded_for,
     };
-    let state = AppState {
+    let state = AppState::new(AppParts {
         storage,
         catalog,
         signer: Arc::new(signer),
@@ -73,7 +73,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
             config.redis_url.clone(),
             config.rate_limit_namespace.clone(),
         )),
-    };
+    });
     Ok(App {
         state,
         listener,

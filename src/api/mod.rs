@@ -61,8 +61,26 @@ pub struct ReadyMedia {
     pub files: std::collections::HashMap<String, MediaFile>,
 }
 
+/// Shared by every handler; one `Arc`, so the per-request clone that axum's `State` makes is a
+/// single reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub storage: DynStorage,
     pub catalog: DynCatalog,
     pub signer: Arc<Signer>,
