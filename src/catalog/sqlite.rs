@@ -89,6 +89,27 @@ impl SqliteCatalog {
         .map_err(db_error)
     }
 
+    /// Runs `select` (ending in `IN`) over `ids` in chunks that stay well under SQLite's
+    /// bound-parameter limit, collecting the first column.
+    async fn column_for_ids<I: crate::ids::Id>(
+        &self,
+        select: &str,
+        ids: &[I],
+    ) -> Result<HashSet<String>, CatalogError> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!("{select} ({})", vec!["?"; chunk.len()].join(","));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(db_error)? {
+                found.insert(row.get::<String, _>(0));
+            }
+        }
+        Ok(found)
+    }
+
     /// Runs one write statement inside `BEGIN IMMEDIATE`.
     async fn write<'q>(
         &self,
@@ -131,6 +152,65 @@ impl SqliteCatalog {
             .await?;
         Ok(n > 0)
     }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// Returns a job to the queue (runnable from `run_after`) and its media to `queued`.
+async fn requeue(
+    tx: &mut Tx<'_>,
+    job: i64,
+    subject: &str,
+    reason: &str,
+    run_after: i64,
+    at: i64,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+             run_after = ?, last_error = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(run_after)
+    .bind(reason)
+    .bind(at)
+    .bind(job)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    sqlx::query("UPDATE media SET state = 'queued', progress = 0, updated_at = ? WHERE id = ?")
+        .bind(at)
+        .bind(subject)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Fails a job and its media for good, with `reason`.
+async fn fail(
+    tx: &mut Tx<'_>,
+    job: i64,
+    subject: &str,
+    reason: &str,
+    at: i64,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', lease_expires_at = NULL, last_error = ?,
+             updated_at = ? WHERE id = ?",
+    )
+    .bind(reason)
+    .bind(at)
+    .bind(job)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    sqlx::query("UPDATE media SET state = 'failed', error = ?, updated_at = ? WHERE id = ?")
+        .bind(reason)
+        .bind(at)
+        .bind(subject)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
 }
 
 fn db_error(e: sqlx::Error) -> CatalogError {
@@ -327,21 +407,10 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn existing_files(&self, ids: &[FileId]) -> Result<HashSet<FileId>, CatalogError> {
-        let mut found = HashSet::new();
-        // Stay well under SQLite's bound-parameter limit.
-        for chunk in ids.chunks(500) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
-            let sql = format!("SELECT id FROM files WHERE id IN ({placeholders})");
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(&self.pool).await.map_err(db_error)? {
-                let id: String = row.get("id");
-                found.extend(FileId::parse(&id));
-            }
-        }
-        Ok(found)
+        let found = self
+            .column_for_ids("SELECT id FROM files WHERE id IN", ids)
+            .await?;
+        Ok(found.iter().filter_map(|id| FileId::parse(id)).collect())
     }
 
     async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), CatalogError> {
@@ -477,38 +546,18 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn existing_media(&self, ids: &[MediaId]) -> Result<HashSet<MediaId>, CatalogError> {
-        let mut found = HashSet::new();
-        for chunk in ids.chunks(500) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
-            let sql = format!("SELECT id FROM media WHERE id IN ({placeholders})");
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(&self.pool).await.map_err(db_error)? {
-                let id: String = row.get("id");
-                found.extend(MediaId::parse(&id));
-            }
-        }
-        Ok(found)
+        let found = self
+            .column_for_ids("SELECT id FROM media WHERE id IN", ids)
+            .await?;
+        Ok(found.iter().filter_map(|id| MediaId::parse(id)).collect())
     }
 
     async fn served_prefixes(&self, ids: &[MediaId]) -> Result<HashSet<String>, CatalogError> {
-        let mut found = HashSet::new();
-        for chunk in ids.chunks(500) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
-            let sql = format!(
-                "SELECT output_prefix FROM media WHERE output_prefix IS NOT NULL AND id IN ({placeholders})"
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(&self.pool).await.map_err(db_error)? {
-                found.insert(row.get("output_prefix"));
-            }
-        }
-        Ok(found)
+        self.column_for_ids(
+            "SELECT output_prefix FROM media WHERE output_prefix IS NOT NULL AND id IN",
+            ids,
+        )
+        .await
     }
 
     async fn claim_job(
@@ -680,45 +729,10 @@ impl Catalog for SqliteCatalog {
         let attempts: i64 = row.get("attempts");
         let max_attempts: i64 = row.get("max_attempts");
         if retry && attempts < max_attempts {
-            sqlx::query(
-                "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                     run_after = ?, last_error = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(at + backoff(attempts).as_micros() as i64)
-            .bind(reason)
-            .bind(at)
-            .bind(lease.job_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            sqlx::query(
-                "UPDATE media SET state = 'queued', progress = 0, updated_at = ? WHERE id = ?",
-            )
-            .bind(at)
-            .bind(&subject)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            let run_after = at + backoff(attempts).as_micros() as i64;
+            requeue(&mut tx, lease.job_id, &subject, reason, run_after, at).await?;
         } else {
-            sqlx::query(
-                "UPDATE jobs SET state = 'failed', lease_expires_at = NULL, last_error = ?,
-                     updated_at = ? WHERE id = ?",
-            )
-            .bind(reason)
-            .bind(at)
-            .bind(lease.job_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            sqlx::query(
-                "UPDATE media SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(reason)
-            .bind(at)
-            .bind(&subject)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            fail(&mut tx, lease.job_id, &subject, reason, at).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(true)
@@ -745,46 +759,20 @@ impl Catalog for SqliteCatalog {
             let attempts: i64 = row.get("attempts");
             let max_attempts: i64 = row.get("max_attempts");
             if attempts < max_attempts {
-                sqlx::query(
-                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                         last_error = 'the worker stopped answering', updated_at = ? WHERE id = ?",
+                requeue(
+                    &mut tx,
+                    id,
+                    &subject,
+                    "the worker stopped answering",
+                    at,
+                    at,
                 )
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                sqlx::query(
-                    "UPDATE media SET state = 'queued', progress = 0, updated_at = ? WHERE id = ?",
-                )
-                .bind(at)
-                .bind(&subject)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+                .await?;
             } else {
                 let reason = format!(
                     "the worker processing this media stopped answering {attempts} times; giving up"
                 );
-                sqlx::query(
-                    "UPDATE jobs SET state = 'failed', lease_expires_at = NULL, last_error = ?,
-                         updated_at = ? WHERE id = ?",
-                )
-                .bind(&reason)
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                sqlx::query(
-                    "UPDATE media SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
-                )
-                .bind(&reason)
-                .bind(at)
-                .bind(&subject)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+                fail(&mut tx, id, &subject, &reason, at).await?;
             }
         }
         tx.commit().await.map_err(db_error)?;
