@@ -63,14 +63,7 @@ pub async fn file(
     }
     let representation = delivery::file_representation(&record, signed.as_ref(), now)?;
     let source = Source::storage(state.storage.clone(), ObjectKey::file(&id));
-    match delivery::respond(&method, &headers, &representation, source).await {
-        Err(e) if e.status == http::StatusCode::NOT_FOUND => {
-            // The catalog lists it but the bytes are gone: an inconsistency to look into.
-            tracing::error!(file = %id, "catalog row without bytes");
-            Err(delivery::not_found())
-        }
-        other => other,
-    }
+    delivery::respond(&method, &headers, &representation, source).await
 }
 
 /// Manifests are small; a rewritten one is built in memory, within this bound.
@@ -139,13 +132,7 @@ pub async fn media(
     };
     let representation =
         delivery::media_representation(&ready.record, file, size, &sha256, signed.as_ref(), now);
-    match delivery::respond(&method, &headers, &representation, source).await {
-        Err(e) if e.status == http::StatusCode::NOT_FOUND => {
-            tracing::error!(media = %id, %path, "catalog lists a media file storage does not have");
-            Err(delivery::not_found())
-        }
-        other => other,
-    }
+    delivery::respond(&method, &headers, &representation, source).await
 }
 
 /// The signature parameters of a request, in the order they came, to append to manifest URIs.

@@ -98,7 +98,7 @@ pub async fn respond(
             headers.insert(header::CONTENT_TYPE, header_value(&rep.content_type));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rep.size));
             if !head_only && rep.size > 0 {
-                *response.body_mut() = body(source.open(None).await?);
+                *response.body_mut() = body(open(&source, None, rep).await?);
             }
         }
         RangeRequest::Unsatisfiable => {
@@ -123,7 +123,7 @@ pub async fn respond(
                 header_value(&part.content_range(rep.size)),
             );
             if !head_only {
-                let stream = source.open(Some(span(part))).await?;
+                let stream = open(&source, Some(span(part)), rep).await?;
                 *response.body_mut() = body(stream);
             }
         }
@@ -142,6 +142,22 @@ pub async fn respond(
         }
     }
     Ok(response)
+}
+
+/// Opens the body. The catalog said the content exists, so storage not having it is an
+/// inconsistency to log; the client gets the ordinary delivery 404.
+async fn open(
+    source: &Source,
+    range: Option<Range<u64>>,
+    rep: &Representation,
+) -> Result<ByteStream, ApiError> {
+    match source.open(range).await {
+        Err(StorageError::NotFound) => {
+            tracing::error!(subject = %rep.surrogate_key, "the catalog lists content storage does not have");
+            Err(super::not_found())
+        }
+        other => Ok(other?),
+    }
 }
 
 fn span(r: ByteRange) -> Range<u64> {
