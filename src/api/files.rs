@@ -236,40 +236,34 @@ const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
 const MAX_PARTS: usize = 8;
 const MAX_TEXT_FIELD: u64 = 1024;
 
-fn multipart_error(e: multer::Error) -> ApiError {
+/// What went wrong with a multipart body, in the terms every body error uses.
+fn body_error(e: multer::Error) -> BodyError {
     use multer::Error as M;
     match e {
         M::FieldSizeExceeded { limit, .. } | M::StreamSizeExceeded { limit } => {
-            ApiError::payload_too_large(limit)
+            BodyError::TooLarge(limit)
         }
+        // Our own body stream failed (limits, stalls, disconnects): pass its reason through.
         M::StreamReadFailed(inner) => match inner
             .downcast_ref::<std::io::Error>()
             .and_then(BodyError::from_io)
         {
-            Some(BodyError::TooLarge(limit)) => ApiError::payload_too_large(*limit),
-            Some(BodyError::Idle) => BodyError::Idle.into(),
-            Some(other) => ApiError::bad_request(other.to_string()),
-            None => ApiError::bad_request(format!("malformed multipart body: {inner}")),
+            Some(BodyError::TooLarge(limit)) => BodyError::TooLarge(*limit),
+            Some(BodyError::Idle) => BodyError::Idle,
+            Some(BodyError::Malformed(m)) => BodyError::Malformed(m.clone()),
+            Some(BodyError::Disconnected(m)) => BodyError::Disconnected(m.clone()),
+            None => BodyError::Malformed(format!("malformed multipart body: {inner}")),
         },
-        M::UnknownField { field_name } => ApiError::bad_request(format!(
+        M::UnknownField { field_name } => BodyError::Malformed(format!(
             "unexpected multipart field {:?}: send the file in a part named \"file\"",
             field_name.unwrap_or_default()
         )),
-        other => ApiError::bad_request(format!("malformed multipart body: {other}")),
+        other => BodyError::Malformed(format!("malformed multipart body: {other}")),
     }
 }
 
-/// multer's errors while a part streams into storage, carried as io::Errors.
-fn part_error(e: multer::Error) -> std::io::Error {
-    match multipart_error(e) {
-        ApiError { status, .. } if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            BodyError::TooLarge(0).into_io()
-        }
-        ApiError { status, .. } if status == StatusCode::REQUEST_TIMEOUT => {
-            BodyError::Idle.into_io()
-        }
-        other => BodyError::Malformed(other.message).into_io(),
-    }
+fn multipart_error(e: multer::Error) -> ApiError {
+    body_error(e).into()
 }
 
 async fn receive_multipart(
@@ -315,14 +309,17 @@ async fn receive_multipart(
                     if let Some(ct) = field.content_type() {
                         described.content_type = Some(ct.to_string());
                     }
-                    let data = field.map(|r| r.map_err(part_error)).boxed();
-                    stored = Some(store_blob(state, data).await.map_err(|e| {
-                        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                            ApiError::payload_too_large(max)
-                        } else {
-                            e
-                        }
-                    })?);
+                    // Over either the file's limit or the envelope's, the client is told
+                    // the file limit: that is the one it can act on.
+                    let data = field
+                        .map(move |r| {
+                            r.map_err(|e| match body_error(e) {
+                                BodyError::TooLarge(_) => BodyError::TooLarge(max).into_io(),
+                                other => other.into_io(),
+                            })
+                        })
+                        .boxed();
+                    stored = Some(store_blob(state, data).await?);
                 }
                 "access" => {
                     let text = field.text().await.map_err(multipart_error)?;
