@@ -294,6 +294,15 @@ pub struct ServeConfig {
     pub rate_limit_namespace: String,
     /// Seconds a cached record lives. A delete invalidates the node that served it at once;
     /// every other node stops serving the deleted content within this bound.
+    /// Edges to purge when a file or media is deleted: `xkey=URL` (Varnish) or `nginx=URL`
+    /// (nginx cache-purge location), comma-separated.
+    #[arg(long, env = "REELAY_PURGE_URLS", value_delimiter = ',')]
+    pub purge_urls: Vec<String>,
+
+    /// The nginx edge's slice size (its `slice` directive), to name each slice's cache entry.
+    #[arg(long, env = "REELAY_EDGE_SLICE_BYTES", default_value_t = 1024 * 1024)]
+    pub edge_slice_bytes: u64,
+
     #[arg(long, env = "REELAY_METADATA_CACHE_TTL", default_value_t = 10)]
     pub metadata_cache_ttl_secs: u64,
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod jobs;
 pub mod metrics;
+pub mod purge;
 pub mod server;
 pub mod storage;
 pub mod sweeper;

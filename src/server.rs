@@ -69,6 +69,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
             .time_to_live(Duration::from_secs(config.metadata_cache_ttl_secs))
             .build(),
         job_wakeup: Arc::default(),
+        purger: crate::purge::Purger::new(&config.purge_urls, config.edge_slice_bytes)?,
         rate_limiter: Arc::new(crate::api::RateLimiter::new(
             config.redis_url.clone(),
             config.rate_limit_namespace.clone(),

@@ -26,7 +26,7 @@ use crate::{
 
 /// A request that carries signature parameters must carry a valid signature for `scope`,
 /// checked before any lookup, so forged URLs cost no catalog query.
-fn verify_if_signed(
+pub(super) fn verify_if_signed(
     state: &AppState,
     scope: &str,
     query: &str,

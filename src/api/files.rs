@@ -427,10 +427,16 @@ pub async fn remove(
     State(state): State<AppState>,
     FileIdPath(id): FileIdPath,
 ) -> Result<StatusCode, ApiError> {
+    // The size names the edge's cache slices; read before the row goes.
+    let size = state.file_record(&id).await?.map(|r| r.size);
     if !state.catalog.delete_file(&id).await? {
         return Err(ApiError::not_found());
     }
     state.file_cache.invalidate(&id).await;
+    state.purger.purge(crate::purge::Subject::File {
+        id: id.clone(),
+        size: size.unwrap_or(0),
+    });
     discard(&state, &id).await;
     tracing::info!(file = %id, "file deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -195,10 +195,26 @@ pub async fn remove(
     State(state): State<AppState>,
     MediaIdPath(id): MediaIdPath,
 ) -> Result<StatusCode, ApiError> {
+    // The paths name the edge's cache entries; read before the rows go.
+    let paths = if state.purger.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .catalog
+            .media_files(&id)
+            .await?
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+    };
     if !state.catalog.delete_media(&id).await? {
         return Err(ApiError::not_found());
     }
     state.media_cache.invalidate(&id).await;
+    state.purger.purge(crate::purge::Subject::Media {
+        id: id.clone(),
+        paths,
+    });
     if let Err(e) = state
         .storage
         .delete_prefix(&ObjectKey::media_prefix(&id))

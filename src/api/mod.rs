@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 mod delivery;
+mod edge;
 mod extract;
 mod files;
 mod jobs;
@@ -94,6 +95,7 @@ pub struct AppParts {
     /// Wakes this process's idle workers when a job is queued here.
     pub job_wakeup: Arc<tokio::sync::Notify>,
     pub rate_limiter: Arc<RateLimiter>,
+    pub purger: crate::purge::Purger,
 }
 
 impl AppState {
@@ -222,6 +224,13 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(delivery_cors(&state.settings.delivery_cors_origins));
 
+    // Asked by an edge, not a viewer: not rate limited per IP, since every check comes from the
+    // edge's few addresses.
+    let edge = Router::new()
+        .route("/edge/check/files/{id}", get(edge::file))
+        .route("/edge/check/files/{id}/{name}", get(edge::file))
+        .route("/edge/check/media/{id}/{*path}", get(edge::media));
+
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -230,6 +239,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(delivery)
+        .merge(edge)
         .merge(ops)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
