@@ -149,7 +149,6 @@ async fn send(client: &reqwest::Client, url: String, xkey: Option<String>) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::Id;
 
     fn spec(s: &str) -> Vec<String> {
         s.split(',').map(str::to_string).collect()
