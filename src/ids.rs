@@ -90,6 +90,18 @@ id_type!(
     "key_"
 );
 
+id_type!(
+    /// A resumable (tus) upload in progress. Its URL is a capability: knowing the id is what
+    /// lets a client continue the upload, as with tusd and S3 presigned multipart.
+    UploadId,
+    "upl_"
+);
+id_type!(
+    /// A direct upload: a one-time, expiring permission for an end user's device to upload.
+    DirectUploadId,
+    "dup_"
+);
+
 /// A random secret of `n` bytes, base64url without padding.
 pub fn random_secret(n: usize) -> String {
     use base64::Engine;

@@ -1,6 +1,8 @@
 //! Metadata in SQL. One trait, two engines (SQLite now, PostgreSQL for scale-out), one shared
 //! test suite (tests/backends). Write order everywhere: bytes durable first, then the row.
 
+#[macro_use]
+mod uploads;
 mod postgres;
 mod sqlite;
 mod transfer;
@@ -14,7 +16,7 @@ use time::OffsetDateTime;
 pub use self::postgres::PostgresCatalog;
 pub use self::sqlite::SqliteCatalog;
 pub use self::transfer::{Batch, ExportKey, JobRow, MediaFileRow, Table};
-use crate::ids::{FileId, Id, KeyId, MediaId};
+use crate::ids::{DirectUploadId, FileId, Id, KeyId, MediaId, UploadId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -265,6 +267,83 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    Active,
+    Completed,
+    Terminated,
+    Expired,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Active => "active",
+            UploadState::Completed => "completed",
+            UploadState::Terminated => "terminated",
+            UploadState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Active,
+            Self::Completed,
+            Self::Terminated,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+}
+
+/// A resumable upload: where it stands, and what it becomes when the last byte is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRecord {
+    pub id: UploadId,
+    pub state: UploadState,
+    pub offset: u64,
+    pub length: u64,
+    pub data: UploadData,
+    pub direct_upload_id: Option<DirectUploadId>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The parts of an upload's state no query looks into, kept as one JSON column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadData {
+    /// The file the upload becomes; chosen up front so the bytes go to their final key.
+    pub file_id: String,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    pub access: Access,
+    pub transcode: bool,
+    /// `Upload-Metadata` as the client sent it, echoed by HEAD.
+    pub metadata: String,
+    /// The storage backend's resumable state at `offset` (hash state, parts, pending bytes).
+    pub storage: String,
+    /// Set once the bytes are in place at the file's key.
+    pub sha256: Option<String>,
+    pub media_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectUploadRecord {
+    pub id: DirectUploadId,
+    /// Hex SHA-256 of the URL's token; the token itself is never stored.
+    pub token_sha256: String,
+    pub max_size: u64,
+    pub access: Access,
+    pub transcode: bool,
+    pub cors_origin: Option<String>,
+    pub upload_id: Option<UploadId>,
+    pub cancelled: bool,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("catalog unavailable: {0:#}")]
@@ -275,8 +354,60 @@ pub enum CatalogError {
     Other(anyhow::Error),
 }
 
+/// Resumable uploads and direct uploads, a part of every catalog.
 #[async_trait]
-pub trait Catalog: Send + Sync + 'static {
+pub trait Uploads: Send + Sync + 'static {
+    /// Creates the upload. One made through a direct upload also claims it, in the same
+    /// transaction: false (and nothing written) when the direct upload was already used,
+    /// cancelled or expired at `now`.
+    async fn create_upload(
+        &self,
+        upload: &UploadRecord,
+        now: OffsetDateTime,
+    ) -> Result<bool, CatalogError>;
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, CatalogError>;
+    /// Takes the lock of an active upload for `token` until `until`, unless another holder's
+    /// lock is still live at `now`. Taking it again with the same token extends it.
+    async fn lock_upload(
+        &self,
+        id: &UploadId,
+        token: &str,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, CatalogError>;
+    /// Fenced by `token`: writes offset, state and data of a still-active upload. The lock is
+    /// kept until `lock_until`, or released when that is None. False when the lock was lost.
+    async fn save_upload(
+        &self,
+        upload: &UploadRecord,
+        token: &str,
+        lock_until: Option<OffsetDateTime>,
+    ) -> Result<bool, CatalogError>;
+    /// Ends an active upload (`Terminated` or `Expired`), breaking any lock, so a PATCH in
+    /// flight cannot save. False when it was not active.
+    async fn end_upload(&self, id: &UploadId, state: UploadState) -> Result<bool, CatalogError>;
+    /// Active uploads whose expiry has passed and which no live PATCH holds.
+    async fn expired_uploads(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>, CatalogError>;
+
+    async fn insert_direct_upload(&self, direct: &DirectUploadRecord) -> Result<(), CatalogError>;
+    async fn get_direct_upload(
+        &self,
+        id: &DirectUploadId,
+    ) -> Result<Option<DirectUploadRecord>, CatalogError>;
+    async fn direct_upload_by_token(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<DirectUploadRecord>, CatalogError>;
+    /// Cancels a direct upload nobody has used yet; false otherwise.
+    async fn cancel_direct_upload(&self, id: &DirectUploadId) -> Result<bool, CatalogError>;
+}
+
+#[async_trait]
+pub trait Catalog: Uploads {
     /// A real query, for /readyz.
     async fn ping(&self) -> Result<(), CatalogError>;
 

@@ -48,6 +48,16 @@ impl PostgresCatalog {
     }
 }
 
+impl PostgresCatalog {
+    /// A write transaction (SQLite: `BEGIN IMMEDIATE`, so writers queue instead of failing).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, CatalogError> {
+        self.pool.begin().await.map_err(db_error)
+    }
+}
+
+upload_rows!(PgRow);
+upload_methods!(PostgresCatalog, PgRow);
+
 fn db_error(e: sqlx::Error) -> CatalogError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

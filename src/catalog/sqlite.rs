@@ -213,6 +213,19 @@ async fn fail(
     Ok(())
 }
 
+impl SqliteCatalog {
+    /// A write transaction (SQLite: `BEGIN IMMEDIATE`, so writers queue instead of failing).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, CatalogError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)
+    }
+}
+
+upload_rows!(SqliteRow);
+upload_methods!(SqliteCatalog, SqliteRow);
+
 fn db_error(e: sqlx::Error) -> CatalogError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

@@ -14,15 +14,17 @@ use std::{
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
 use super::{
-    keys::is_safe_key, ByteStream, Hashing, ObjectInfo, ObjectKey, PutOutcome, Storage,
-    StorageError,
+    keys::is_safe_key, resumable, ByteStream, HashState, Hashing, ObjectInfo, ObjectKey,
+    PutOutcome, Resumable, Storage, StorageError,
 };
 
 const TEMP_MARK: &str = ".tmp-";
+/// Partial files of resumable uploads, outside every key prefix the sweeper walks.
+const UPLOADS_DIR: &str = "uploads";
 const WRITE_BUFFER: usize = 256 * 1024;
 const READ_CHUNK: usize = 128 * 1024;
 
@@ -273,6 +275,63 @@ impl Storage for FsStorage {
         Ok(stale.len() as u64)
     }
 
+    async fn resume(
+        &self,
+        key: &ObjectKey,
+        upload: &str,
+        state: &str,
+        offset: u64,
+    ) -> Result<Box<dyn Resumable>, StorageError> {
+        let partial = self.path_of(&format!("{UPLOADS_DIR}/{upload}"))?;
+        let target = self.path_of(key.as_str())?;
+        let saved: FsState = if state.is_empty() {
+            FsState::default()
+        } else {
+            serde_json::from_str(state).map_err(|_| resumable::corrupt("state"))?
+        };
+        let hash = HashState::restore(&saved.sha256_state)?;
+        tokio::fs::create_dir_all(partial.parent().expect("has a parent"))
+            .await
+            .map_err(StorageError::from_io)?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&partial)
+            .await
+            .map_err(StorageError::from_io)?;
+        let on_disk = file.metadata().await.map_err(StorageError::from_io)?.len();
+        if on_disk < offset {
+            return Err(StorageError::Other(anyhow::anyhow!(
+                "the partial upload holds {on_disk} bytes, fewer than its offset {offset}"
+            )));
+        }
+        // Bytes past the offset are from a request that never checkpointed: overwritten.
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(StorageError::from_io)?;
+        Ok(Box::new(FsResumable {
+            out: BufWriter::with_capacity(WRITE_BUFFER, file),
+            partial,
+            target,
+            written: offset,
+            hash,
+        }))
+    }
+
+    async fn abandon(
+        &self,
+        _key: &ObjectKey,
+        upload: &str,
+        _state: &str,
+    ) -> Result<(), StorageError> {
+        let partial = self.path_of(&format!("{UPLOADS_DIR}/{upload}"))?;
+        match tokio::fs::remove_file(&partial).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::from_io(e)),
+            _ => Ok(()),
+        }
+    }
+
     async fn check(&self) -> Result<(), StorageError> {
         // One key per call: concurrent probes must not delete each other's object.
         let key = ObjectKey::probe(&format!("readyz-{}", crate::ids::random_secret(9)));
@@ -292,5 +351,76 @@ impl Storage for FsStorage {
             )));
         }
         self.delete(&key).await
+    }
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct FsState {
+    /// The SHA-256 state over the partial file's first `offset` bytes.
+    sha256_state: String,
+}
+
+/// A resumable write on disk: bytes go to `uploads/<id>` at the offset; a checkpoint fsyncs
+/// them; `finish` trims, fsyncs and renames the file to its key, then fsyncs the directory.
+struct FsResumable {
+    out: BufWriter<tokio::fs::File>,
+    partial: PathBuf,
+    target: PathBuf,
+    written: u64,
+    hash: HashState,
+}
+
+#[async_trait]
+impl Resumable for FsResumable {
+    async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), StorageError> {
+        self.out
+            .write_all(&chunk)
+            .await
+            .map_err(StorageError::from_io)?;
+        self.hash.update(&chunk);
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self) -> Result<(u64, String), StorageError> {
+        self.out.flush().await.map_err(StorageError::from_io)?;
+        self.out
+            .get_ref()
+            .sync_data()
+            .await
+            .map_err(StorageError::from_io)?;
+        let state = FsState {
+            sha256_state: self.hash.save(),
+        };
+        Ok((
+            self.written,
+            serde_json::to_string(&state).expect("serializable"),
+        ))
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<PutOutcome, StorageError> {
+        self.out.flush().await.map_err(StorageError::from_io)?;
+        let file = self.out.get_ref();
+        file.set_len(self.written)
+            .await
+            .map_err(StorageError::from_io)?;
+        file.sync_all().await.map_err(StorageError::from_io)?;
+        let dir = self
+            .target
+            .parent()
+            .expect("keys have a directory")
+            .to_owned();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(StorageError::from_io)?;
+        tokio::fs::rename(&self.partial, &self.target)
+            .await
+            .map_err(StorageError::from_io)?;
+        sync_dir(&dir).await.map_err(StorageError::from_io)?;
+        let size = self.written;
+        Ok(PutOutcome {
+            size,
+            sha256: self.hash.hex(),
+        })
     }
 }

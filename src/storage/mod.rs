@@ -3,6 +3,7 @@
 
 mod fs;
 mod keys;
+mod resumable;
 mod s3;
 
 use std::{io, ops::Range, pin::Pin, sync::Arc, task::Poll, time::SystemTime};
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::fs::FsStorage;
 pub use self::keys::{is_safe_path, ObjectKey};
+pub use self::resumable::{HashState, Resumable};
 pub use self::s3::{S3Settings, S3Storage, MIN_PART_SIZE};
 use crate::error::BodyError;
 
@@ -96,6 +98,20 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A real round trip to the backend, for /readyz.
     async fn check(&self) -> Result<(), StorageError>;
+
+    /// Opens the resumable write `upload` (a server-made id) of the object `key` at `offset`,
+    /// from the state the last checkpoint returned (empty for a new one).
+    async fn resume(
+        &self,
+        key: &ObjectKey,
+        upload: &str,
+        state: &str,
+        offset: u64,
+    ) -> Result<Box<dyn Resumable>, StorageError>;
+
+    /// Drops everything a resumable write left (partial data, multipart upload).
+    async fn abandon(&self, key: &ObjectKey, upload: &str, state: &str)
+        -> Result<(), StorageError>;
 }
 
 pub type DynStorage = Arc<dyn Storage>;

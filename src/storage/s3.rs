@@ -25,7 +25,10 @@ use aws_sdk_s3::{
 use bytes::{Bytes, BytesMut};
 use futures::{stream::FuturesUnordered, StreamExt};
 
-use super::{ByteStream, Hashing, ObjectInfo, ObjectKey, PutOutcome, Storage, StorageError};
+use super::{
+    resumable, ByteStream, HashState, Hashing, ObjectInfo, ObjectKey, PutOutcome, Resumable,
+    Storage, StorageError,
+};
 
 /// S3's smallest allowed part (except the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -45,6 +48,8 @@ pub struct S3Settings {
     pub credentials: Option<(String, String)>,
 }
 
+/// Cheap to clone: the client and the abort list are shared.
+#[derive(Clone)]
 pub struct S3Storage {
     client: Client,
     bucket: String,
@@ -518,6 +523,85 @@ impl Storage for S3Storage {
         Ok(removed)
     }
 
+    async fn resume(
+        &self,
+        key: &ObjectKey,
+        upload: &str,
+        state: &str,
+        offset: u64,
+    ) -> Result<Box<dyn Resumable>, StorageError> {
+        let saved: S3State = if state.is_empty() {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            S3State {
+                upload_id: created
+                    .upload_id()
+                    .context("S3 returned no upload id")
+                    .map_err(StorageError::Other)?
+                    .to_owned(),
+                ..S3State::default()
+            }
+        } else {
+            serde_json::from_str(state).map_err(|_| resumable::corrupt("state"))?
+        };
+        let hash = HashState::restore(&saved.sha256_state)?;
+        // The bytes past the last full part wait in a small pending object between requests.
+        let mut buffer = BytesMut::new();
+        if let Some(pending) = &saved.pending {
+            let object = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&pending.key)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let bytes = object
+                .body
+                .collect()
+                .await
+                .map_err(|e| StorageError::Unavailable(e.into()))?
+                .into_bytes();
+            buffer.extend_from_slice(&bytes[..pending.size.min(bytes.len() as u64) as usize]);
+        }
+        let in_parts: u64 = saved.parts.iter().map(|p| p.size).sum();
+        if in_parts + buffer.len() as u64 != offset {
+            return Err(StorageError::Other(anyhow::anyhow!(
+                "the stored parts hold {} bytes, not the upload's offset {offset}",
+                in_parts + buffer.len() as u64
+            )));
+        }
+        let superseded = saved.pending.iter().map(|p| p.key.clone()).collect();
+        Ok(Box::new(S3Resumable {
+            storage: self.clone(),
+            key: key.as_str().to_owned(),
+            upload: upload.to_owned(),
+            state: saved,
+            buffer,
+            hash,
+            superseded,
+        }))
+    }
+
+    async fn abandon(
+        &self,
+        key: &ObjectKey,
+        upload: &str,
+        state: &str,
+    ) -> Result<(), StorageError> {
+        if let Ok(saved) = serde_json::from_str::<S3State>(state) {
+            abort(&self.client, &self.bucket, key.as_str(), &saved.upload_id).await?;
+        }
+        self.delete_prefix(&pending_prefix(upload)).await?;
+        Ok(())
+    }
+
     async fn check(&self) -> Result<(), StorageError> {
         self.client
             .head_bucket()
@@ -533,5 +617,184 @@ impl Storage for S3Storage {
                 other => other,
             })?;
         Ok(())
+    }
+}
+
+fn pending_prefix(upload: &str) -> String {
+    format!("uploads/{upload}/")
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct S3State {
+    upload_id: String,
+    parts: Vec<StoredPart>,
+    /// Bytes received past the last full part, in their own object.
+    pending: Option<Pending>,
+    /// The SHA-256 state over the bytes in `parts`.
+    sha256_state: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StoredPart {
+    number: i32,
+    etag: Option<String>,
+    size: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Pending {
+    key: String,
+    size: u64,
+}
+
+/// A resumable write as one S3 multipart upload (the idea of tusd's S3 store): every full
+/// part goes up as it fills, parts are all `part_size` (>= 5 MiB) but the last, and a
+/// checkpoint puts the bytes short of a part into a pending object that the next request,
+/// on any node, reads back first. Memory stays at one part.
+struct S3Resumable {
+    storage: S3Storage,
+    key: String,
+    upload: String,
+    state: S3State,
+    buffer: BytesMut,
+    hash: HashState,
+    /// Pending objects the next stored checkpoint makes obsolete.
+    superseded: Vec<String>,
+}
+
+impl S3Resumable {
+    async fn upload_part(&mut self, data: Bytes) -> Result<(), StorageError> {
+        let number = self.state.parts.len() as i32 + 1;
+        self.hash.update(&data);
+        let uploaded = self
+            .storage
+            .client
+            .upload_part()
+            .bucket(&self.storage.bucket)
+            .key(&self.key)
+            .upload_id(&self.state.upload_id)
+            .part_number(number)
+            .body(S3Body::from(data.clone()))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        self.state.parts.push(StoredPart {
+            number,
+            etag: uploaded.e_tag().map(str::to_owned),
+            size: data.len() as u64,
+        });
+        Ok(())
+    }
+
+    fn offset(&self) -> u64 {
+        self.state.parts.iter().map(|p| p.size).sum::<u64>() + self.buffer.len() as u64
+    }
+}
+
+#[async_trait]
+impl Resumable for S3Resumable {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.buffer.extend_from_slice(&chunk);
+        while self.buffer.len() >= self.storage.part_size {
+            let part = self.buffer.split_to(self.storage.part_size).freeze();
+            self.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self) -> Result<(u64, String), StorageError> {
+        let offset = self.offset();
+        let current = self.state.pending.as_ref().map(|p| (p.key.clone(), p.size));
+        let wanted = (!self.buffer.is_empty()).then(|| {
+            (
+                format!("{}pending-{offset}", pending_prefix(&self.upload)),
+                self.buffer.len() as u64,
+            )
+        });
+        if wanted != current {
+            if let Some((key, size)) = &wanted {
+                self.storage
+                    .client
+                    .put_object()
+                    .bucket(&self.storage.bucket)
+                    .key(key)
+                    .body(S3Body::from(Bytes::copy_from_slice(&self.buffer)))
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                self.state.pending = Some(Pending {
+                    key: key.clone(),
+                    size: *size,
+                });
+            } else {
+                self.state.pending = None;
+            }
+            if let Some((old, _)) = current {
+                self.superseded.push(old);
+            }
+        }
+        self.state.sha256_state = self.hash.save();
+        let state = serde_json::to_string(&self.state).expect("serializable");
+        Ok((offset, state))
+    }
+
+    async fn committed(&mut self) {
+        let keep = self.state.pending.as_ref().map(|p| p.key.as_str());
+        for key in std::mem::take(&mut self.superseded) {
+            if Some(key.as_str()) == keep {
+                continue;
+            }
+            // A leftover only costs space until the upload ends and its prefix goes.
+            let _ = self
+                .storage
+                .client
+                .delete_object()
+                .bucket(&self.storage.bucket)
+                .key(&key)
+                .send()
+                .await;
+        }
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<PutOutcome, StorageError> {
+        // The last part may be short; a multipart upload needs at least one part.
+        if !self.buffer.is_empty() || self.state.parts.is_empty() {
+            let last = std::mem::take(&mut self.buffer).freeze();
+            self.upload_part(last).await?;
+        }
+        let parts = self
+            .state
+            .parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number)
+                    .set_e_tag(p.etag.clone())
+                    .build()
+            })
+            .collect();
+        self.storage
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.storage.bucket)
+            .key(&self.key)
+            .upload_id(&self.state.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let size = self.state.parts.iter().map(|p| p.size).sum();
+        let prefix = pending_prefix(&self.upload);
+        if let Err(e) = self.storage.delete_prefix(&prefix).await {
+            tracing::warn!(%prefix, error = %e, "could not remove an upload's pending parts");
+        }
+        Ok(PutOutcome {
+            size,
+            sha256: self.hash.hex(),
+        })
     }
 }
