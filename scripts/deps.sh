@@ -21,6 +21,19 @@ need_deb() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2
 }
 
+# need_deb_file PATTERN PACKAGE: installs PACKAGE unless a file matches PATTERN (a glob), for
+# packages that ship a module rather than a command.
+need_deb_file() {
+    local pattern=$1 pkg=$2
+    if compgen -G "$pattern" >/dev/null; then return 0; fi
+    echo "installing Debian package $pkg (for $pattern)" >&2
+    if [ -z "$apt_updated" ]; then
+        as_root apt-get update -qq >&2
+        apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2
+}
+
 # need_pip COMMAND PACKAGE: installs the PyPI PACKAGE unless COMMAND is already on PATH.
 need_pip() {
     local cmd=$1 pkg=$2
