@@ -294,6 +294,11 @@ pub struct ServeConfig {
     pub rate_limit_namespace: String,
     /// Seconds a cached record lives. A delete invalidates the node that served it at once;
     /// every other node stops serving the deleted content within this bound.
+    /// Seconds a resumable (tus) upload may take from creation to its last byte; past it the
+    /// sweeper removes the partial bytes and the upload answers 410.
+    #[arg(long, env = "REELAY_UPLOAD_EXPIRY", default_value_t = 24 * 3600)]
+    pub upload_expiry_secs: u64,
+
     /// Edges to purge when a file or media is deleted: `xkey=URL` (Varnish) or `nginx=URL`
     /// (nginx cache-purge location), comma-separated.
     #[arg(long, env = "REELAY_PURGE_URLS", value_delimiter = ',')]

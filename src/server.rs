@@ -53,6 +53,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         rate_limit_api_ip: config.rate_limit_api_ip,
         rate_limit_delivery_ip: config.rate_limit_delivery_ip,
         trust_forwarded_for: config.trust_forwarded_for,
+        upload_lifetime: Duration::from_secs(config.upload_expiry_secs),
     };
     let state = AppState::new(AppParts {
         storage,

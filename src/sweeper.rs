@@ -15,6 +15,8 @@ use crate::{
 pub struct SweepReport {
     pub incomplete_removed: u64,
     pub orphans_removed: u64,
+    /// Resumable uploads past their expiry, ended and their bytes removed.
+    pub uploads_expired: u64,
 }
 
 pub async fn sweep_once(
@@ -22,7 +24,15 @@ pub async fn sweep_once(
     catalog: &DynCatalog,
     grace: Duration,
 ) -> anyhow::Result<SweepReport> {
-    let incomplete_removed = storage.cleanup_incomplete(grace).await?;
+    let uploads_expired = crate::api::expire_uploads(storage, catalog).await?;
+    let keep = catalog
+        .active_upload_files()
+        .await?
+        .iter()
+        .filter_map(|id| FileId::parse(id))
+        .map(|id| ObjectKey::file(&id).as_str().to_owned())
+        .collect();
+    let incomplete_removed = storage.cleanup_incomplete(grace, &keep).await?;
     let cutoff = SystemTime::now() - grace;
     let candidates: Vec<(FileId, ObjectKey)> = storage
         .list(ObjectKey::FILES_PREFIX)
@@ -50,6 +60,7 @@ pub async fn sweep_once(
     Ok(SweepReport {
         incomplete_removed,
         orphans_removed,
+        uploads_expired,
     })
 }
 

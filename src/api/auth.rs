@@ -84,6 +84,25 @@ fn bearer(request: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The caller an `Authorization` header names: None without one, 401 for a bad one.
+pub async fn caller(
+    state: &AppState,
+    headers: &http::HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(ApiError::unauthorized)?;
+    authenticate(state, token).await.map(Some)
+}
+
 /// Route middleware: 401 without a valid key, 403 without `scope`.
 pub async fn require(
     State((state, scope)): State<(AppState, Scope)>,

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     error::ApiError,
-    ids::{FileId, Id, MediaId},
+    ids::{DirectUploadId, FileId, Id, MediaId},
 };
 
 /// The `{id}` of a path, checked against the file id grammar before any lookup.
@@ -42,6 +42,17 @@ impl<S: Send + Sync> FromRequestParts<S> for MediaIdPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         path_id(parts, state).await.map(MediaIdPath)
+    }
+}
+
+/// The `{id}` of a path, checked against the direct upload id grammar before any lookup.
+pub struct DirectUploadIdPath(pub DirectUploadId);
+
+impl<S: Send + Sync> FromRequestParts<S> for DirectUploadIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_id(parts, state).await.map(DirectUploadIdPath)
     }
 }
 

@@ -92,7 +92,7 @@ const UNINFORMATIVE_TYPES: [&str; 3] = [
     "multipart/form-data",
 ];
 
-fn content_type_for(declared: Option<&str>, filename: Option<&str>) -> String {
+pub(super) fn content_type_for(declared: Option<&str>, filename: Option<&str>) -> String {
     let declared = declared.map(str::trim).filter(|t| {
         t.len() <= 255
             && t.parse::<mime_guess::Mime>().is_ok()

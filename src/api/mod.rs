@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 mod delivery;
+mod direct_uploads;
 mod edge;
 mod extract;
 mod files;
@@ -11,6 +12,7 @@ mod jobs;
 mod media;
 mod ops;
 mod ratelimit;
+mod uploads;
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,6 +31,7 @@ use tower_http::{
 
 pub use self::auth::{hash_token, new_token};
 pub use self::ratelimit::{Limit, RateLimiter};
+pub use self::uploads::expire_uploads;
 use crate::{
     catalog::{DynCatalog, FileRecord, MediaFile, MediaRecord, Scope},
     delivery::signature::Signer,
@@ -53,6 +56,8 @@ pub struct Settings {
     pub rate_limit_api_ip: Limit,
     pub rate_limit_delivery_ip: Limit,
     pub trust_forwarded_for: bool,
+    /// How long a resumable upload lives (`Upload-Expires`).
+    pub upload_lifetime: Duration,
 }
 
 /// A ready media and its files by path, as the delivery path caches them.
@@ -189,6 +194,22 @@ pub fn router(state: AppState) -> Router {
                 .options(ops::no_content),
         )
         .route(
+            "/v1/direct-uploads",
+            post(direct_uploads::create)
+                .route_layer(require(Scope::FilesWrite))
+                .options(ops::no_content),
+        )
+        .route(
+            "/v1/direct-uploads/{id}",
+            get(direct_uploads::show)
+                .route_layer(require(Scope::FilesRead))
+                .merge(
+                    axum::routing::delete(direct_uploads::cancel)
+                        .route_layer(require(Scope::FilesWrite)),
+                )
+                .options(ops::no_content),
+        )
+        .route(
             "/v1/jobs",
             get(jobs::list)
                 .route_layer(require(Scope::Admin))
@@ -205,6 +226,40 @@ pub fn router(state: AppState) -> Router {
             state.settings.rate_limit_api_ip,
         ))
         .layer(api_cors(&state.settings.api_cors_origins));
+
+    // tus: each handler authorizes itself (an API key or a direct-upload token creates; an
+    // upload's URL is its own capability), and browsers on any origin may call it.
+    let uploads = Router::new()
+        .route(
+            "/v1/uploads",
+            post(uploads::create).options(ops::no_content),
+        )
+        .route(
+            "/v1/uploads/{id}",
+            axum::routing::head(uploads::head)
+                .patch(uploads::patch)
+                .delete(uploads::terminate)
+                .options(ops::no_content),
+        )
+        .layer(DefaultBodyLimit::disable())
+        .layer(SetResponseHeaderLayer::overriding(
+            uploads::TUS_RESUMABLE.clone(),
+            HeaderValue::from_static(uploads::TUS_VERSION),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(rate_limit(
+            "api",
+            state.settings.rate_limit_api_key,
+            state.settings.rate_limit_api_ip,
+        ))
+        .layer(upload_cors())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            uploads::discovery,
+        ));
 
     let delivery = Router::new()
         // OPTIONS is routed so that the CORS layer sees preflights (axum layers wrap handlers).
@@ -238,6 +293,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(api)
+        .merge(uploads)
         .merge(delivery)
         .merge(edge)
         .merge(ops)
@@ -292,4 +348,28 @@ fn api_cors(allowed: &[String]) -> CorsLayer {
         .allow_origin(AllowOrigin::list(origins(allowed)))
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// Browser uploads come from the apps' own pages, on any origin: an upload needs an API key
+/// or a direct-upload token (which can pin its origin), never a cookie.
+fn upload_cors() -> CorsLayer {
+    let names = |list: &[&'static str]| {
+        list.iter()
+            .map(|h| http::HeaderName::from_static(h))
+            .collect::<Vec<_>>()
+    };
+    let mut allow = names(&uploads::REQUEST_HEADERS);
+    allow.extend([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([
+            Method::POST,
+            Method::HEAD,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(allow)
+        .expose_headers(names(&uploads::RESPONSE_HEADERS))
+        .max_age(Duration::from_secs(86400))
 }

@@ -393,6 +393,9 @@ pub trait Uploads: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<UploadRecord>, CatalogError>;
 
+    /// The file ids active uploads write to (the sweeper keeps their multipart uploads).
+    async fn active_upload_files(&self) -> Result<Vec<String>, CatalogError>;
+
     async fn insert_direct_upload(&self, direct: &DirectUploadRecord) -> Result<(), CatalogError>;
     async fn get_direct_upload(
         &self,

@@ -151,6 +151,21 @@ macro_rules! upload_methods {
             rows.iter().map(upload_from_row).collect()
         }
 
+        async fn active_upload_files(&self) -> Result<Vec<String>, CatalogError> {
+            let rows: Vec<$row> = sqlx::query("SELECT data FROM uploads WHERE state = 'active'")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            rows.iter()
+                .map(|row| {
+                    let data: String = row.get("data");
+                    serde_json::from_str::<$crate::catalog::UploadData>(&data)
+                        .map(|d| d.file_id)
+                        .map_err(|_| corrupt("upload data"))
+                })
+                .collect()
+        }
+
         async fn insert_direct_upload(
             &self,
             direct: &$crate::catalog::DirectUploadRecord,

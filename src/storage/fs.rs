@@ -258,7 +258,12 @@ impl Storage for FsStorage {
         Ok(found)
     }
 
-    async fn cleanup_incomplete(&self, older_than: Duration) -> Result<u64, StorageError> {
+    async fn cleanup_incomplete(
+        &self,
+        older_than: Duration,
+        // Resumable uploads write outside the key tree (`uploads/`), which this never walks.
+        _keep: &std::collections::HashSet<String>,
+    ) -> Result<u64, StorageError> {
         let cutoff = SystemTime::now() - older_than;
         let mut stale = Vec::new();
         walk(self.root.clone(), &mut |path, meta| {

@@ -90,10 +90,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
 
     /// Removes leftovers of writes that never finished (temp files, multipart uploads) older
-    /// than `older_than`, so that a crash mid-upload costs no space for long.
+    /// than `older_than`, so that a crash mid-upload costs no space for long. Writes to the
+    /// keys in `keep` are resumable uploads still in progress and stay.
     async fn cleanup_incomplete(
         &self,
         older_than: std::time::Duration,
+        keep: &std::collections::HashSet<String>,
     ) -> Result<u64, StorageError>;
 
     /// A real round trip to the backend, for /readyz.

@@ -84,7 +84,7 @@ mod tests {
         let saved = first.save();
         let mut resumed = HashState::restore(&saved).unwrap();
         resumed.update(&data[33_333..]);
-        let whole = hex::encode(sha2::Sha256::digest(&data));
+        let whole = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
         assert_eq!(resumed.hex(), whole);
         assert!(HashState::restore("not base64!").is_err());
         assert!(HashState::restore("AAAA").is_err());

@@ -487,7 +487,11 @@ impl Storage for S3Storage {
         Ok(found)
     }
 
-    async fn cleanup_incomplete(&self, older_than: Duration) -> Result<u64, StorageError> {
+    async fn cleanup_incomplete(
+        &self,
+        older_than: Duration,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<u64, StorageError> {
         let cutoff = SystemTime::now() - older_than;
         let mut removed = 0;
         let mut key_marker: Option<String> = None;
@@ -506,7 +510,7 @@ impl Storage for S3Storage {
                 let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                     continue;
                 };
-                if modified(upload.initiated()) < cutoff {
+                if modified(upload.initiated()) < cutoff && !keep.contains(key) {
                     abort(&self.client, &self.bucket, key, id).await?;
                     removed += 1;
                 }

@@ -405,7 +405,7 @@ pub async fn cleanup_incomplete_removes_stale_leftovers_only(
     assert_eq!(planted.len(), 2, "{planted:?}");
 
     let removed = storage
-        .cleanup_incomplete(Duration::from_secs(1))
+        .cleanup_incomplete(Duration::from_secs(1), &Default::default())
         .await
         .unwrap();
     assert_eq!(removed, 1);
@@ -414,7 +414,13 @@ pub async fn cleanup_incomplete_removes_stale_leftovers_only(
 
     // With no grace at all, every leftover goes, and complete objects still stay.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(storage.cleanup_incomplete(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(
+        storage
+            .cleanup_incomplete(Duration::ZERO, &Default::default())
+            .await
+            .unwrap(),
+        1
+    );
     assert!(incomplete.list().await.is_empty());
     assert!(read(&storage, &key, None).await == data);
     assert_eq!(

@@ -85,7 +85,8 @@ pub async fn no_grace_removes_unreferenced_blobs_only(storage: DynStorage, catal
         report,
         SweepReport {
             incomplete_removed: 0,
-            orphans_removed: 1
+            orphans_removed: 1,
+            uploads_expired: 0,
         }
     );
     assert!(exists(&storage, &referenced).await);
