@@ -18,6 +18,7 @@ mod cluster_support;
 mod support;
 
 mod cluster;
+mod docker;
 mod errors;
 mod files;
 mod media;
