@@ -94,3 +94,37 @@ async fn nginx_answers_ranges_across_slices_cold_and_warm() {
 async fn varnish_answers_ranges_cold_and_warm() {
     ranges_cold_and_warm(Kind::Varnish).await;
 }
+
+/// nginx decodes and normalizes a path before choosing a location; Reelay reads the path as
+/// sent. `/files/A/x%2f..%2f..%2fB` is file A under an odd name to Reelay and `/files/B` once
+/// normalized: an edge keying on the normalized path would store A's bytes as B's.
+async fn odd_paths_do_not_fill_another_files_entry(kind: Kind) {
+    let stack = Stack::start(kind).await;
+    let a = stack
+        .upload(b"the attacker's bytes".to_vec(), "public")
+        .await;
+    let b = stack.upload(b"the victim's bytes".to_vec(), "public").await;
+    let odd = stack.get(&format!("/files/{a}/x%2f..%2f..%2f{b}")).await;
+    assert!(
+        odd.body != b"the victim's bytes",
+        "{}: {}",
+        odd.status,
+        odd.text()
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            stack.get_ok(&format!("/files/{b}")).await,
+            b"the victim's bytes"
+        );
+    }
+}
+
+#[tokio::test]
+async fn nginx_keys_entries_by_the_path_reelay_reads() {
+    odd_paths_do_not_fill_another_files_entry(Kind::Nginx).await;
+}
+
+#[tokio::test]
+async fn varnish_keys_entries_by_the_path_reelay_reads() {
+    odd_paths_do_not_fill_another_files_entry(Kind::Varnish).await;
+}
