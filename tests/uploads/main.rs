@@ -3,4 +3,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod support;
+
+mod direct;
+mod faults;
+mod protocol;
 mod tus_js;
