@@ -11,4 +11,5 @@ mod crash;
 mod logging;
 mod shutdown;
 mod timeouts;
+mod tus_crash;
 mod workers;
