@@ -56,9 +56,10 @@ tus_upload() {
         offset=$((offset + n))
     done
     curl "${args[@]}" > "$work/patches"
-    local end expected=0 code got id=-
+    local end expected=0 code got id last_id=-
     end=$(now)
     while read -r code got id; do
+        last_id=${id:--}
         expected=$((expected + chunk))
         [ "$expected" -le "$size" ] || expected=$size
         if [ "$code" != 204 ] || [ "$got" != "$expected" ]; then
@@ -66,7 +67,7 @@ tus_upload() {
             return 1
         fi
     done < "$work/patches"
-    echo "$start $end ${id:--}"
+    echo "$start $end $last_id"
 }
 
 # run_case NAME COMMAND...: runs COMMAND (which prints "start end ...") BENCH_RUNS times and
