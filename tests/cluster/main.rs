@@ -13,3 +13,4 @@ mod support;
 
 mod cluster;
 mod pg_restart;
+mod tus;
