@@ -191,6 +191,10 @@ sub vcl_deliver {
         if (resp.status == 403) {
             return (synth(403, "forbidden"));
         }
+        # Not a delivery URL Reelay knows.
+        if (resp.status == 400 || resp.status == 404) {
+            return (synth(resp.status));
+        }
         return (synth(503, "unavailable"));
     }
     if (req.url ~ "^/(files|media)/") {
@@ -227,6 +231,9 @@ sub vcl_synth {
     set resp.http.X-Content-Type-Options = "nosniff";
     if (resp.status == 404) {
         synthetic({"{"error":{"code":"not_found","message":"no such resource" } }
+"});
+    } else if (resp.status == 400) {
+        synthetic({"{"error":{"code":"invalid_id","message":"the id in the path is not a valid id" } }
 "});
     } else if (resp.status == 403) {
         synthetic({"{"error":{"code":"forbidden","message":"a valid, unexpired signature is required" } }

@@ -18,7 +18,7 @@ use axum::{
 
 use crate::{
     harness::{client, free_port},
-    support::{Edge, Kind},
+    support::{Edge, Kind, Stack},
 };
 
 /// An origin that counts requests by path and answers from a script.
@@ -133,4 +133,42 @@ async fn nginx_never_keeps_api_answers_or_errors_beyond_the_config() {
 #[tokio::test]
 async fn varnish_never_keeps_api_answers_or_errors_beyond_the_config() {
     nothing_kept_beyond_the_config(Kind::Varnish, Duration::from_secs(5)).await;
+}
+
+/// URLs Reelay does not know are refused as Reelay refuses them, and with no origin to ask,
+/// the edge refuses even what it holds (the check fails closed).
+async fn unknown_urls_and_no_origin(kind: Kind) {
+    let mut stack = Stack::start(kind).await;
+    let unknown = reelay::ids::FileId::generate();
+    for (path, status, code) in [
+        ("/files/not-an-id".to_owned(), 400, "invalid_id"),
+        ("/media/med_x/master.m3u8".to_owned(), 400, "invalid_id"),
+        (format!("/files/{unknown}"), 404, "not_found"),
+    ] {
+        let got = stack.get(&path).await;
+        assert_eq!(got.status, status, "{path}: {}", got.text());
+        assert_eq!(got.error_code(), code, "{path}");
+        assert_eq!(got.header("retry-after"), None, "{path}");
+    }
+
+    let id = stack.upload(vec![1; 1000], "public").await;
+    stack.get_ok(&format!("/files/{id}")).await;
+    assert_eq!(stack.get(&format!("/files/{id}")).await.cache, "HIT");
+    stack.origin.kill_9();
+    // An access answer already cached is used for its few seconds; a request the edge has no
+    // answer for is refused, although the bytes are cached.
+    let refused = stack.get(&format!("/files/{id}?viewer=2")).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.error_code(), "unavailable");
+    assert_eq!(refused.header("retry-after"), Some("5"));
+}
+
+#[tokio::test]
+async fn nginx_refuses_unknown_urls_like_reelay_and_fails_closed() {
+    unknown_urls_and_no_origin(Kind::Nginx).await;
+}
+
+#[tokio::test]
+async fn varnish_refuses_unknown_urls_like_reelay_and_fails_closed() {
+    unknown_urls_and_no_origin(Kind::Varnish).await;
 }
