@@ -1,25 +1,39 @@
 //! Media through the edge. Segments are cached once for every viewer: the signature is not in
 //! their cache key. Each viewer's token is still checked on every request, so a forged or
 //! expired token is refused even for bytes the edge holds, and playlists, which carry the
-//! viewer's token in their URIs, are never shared between tokens.
+//! viewer's token in their URIs, are never shared between tokens. A segment is fetched whole,
+//! so a player's range is right on a cold cache too.
 
 use serde_json::json;
 
 use crate::support::{
-    fetch_hls, ffmpeg_plays, query_of, BadTokens, Kind, Stack, FILES_ROUTE, MEDIA_ROUTE,
+    fetch_hls, ffmpeg_plays, playlist_uris, query_of, BadTokens, Kind, Stack, FILES_ROUTE,
+    MEDIA_ROUTE,
 };
 
 async fn public_segment_is_a_hit(kind: Kind) {
     let stack = Stack::start(kind).await;
     let id = stack.media("public").await;
-    let (_, files) = fetch_hls(&stack, &format!("/media/{id}/master.m3u8")).await;
-    let segment = files.last().expect("a segment");
+    let master =
+        String::from_utf8(stack.get_ok(&format!("/media/{id}/master.m3u8")).await).unwrap();
+    let variant = format!("/media/{id}/{}", playlist_uris(&master)[0]);
+    let playlist = String::from_utf8(stack.get_ok(&variant).await).unwrap();
+    let segment = format!("/media/{id}/{}", playlist_uris(&playlist).last().unwrap());
     assert!(segment.ends_with(".m4s"), "{segment}");
+
+    // The first request for the segment is a range: the edge fetches the segment whole and
+    // answers the range from it.
+    let range = stack.get_with(&segment, &[("range", "bytes=10-99")]).await;
+    assert_eq!(range.status, 206, "{}", range.text());
+    assert_eq!(range.cache, "MISS");
     let asked = stack.origin_hits(MEDIA_ROUTE).await;
 
-    let again = stack.get(segment).await;
-    assert_eq!(again.status, 200);
-    assert_eq!(again.cache, "HIT", "{segment}");
+    for _ in 0..2 {
+        let again = stack.get(&segment).await;
+        assert_eq!(again.status, 200);
+        assert_eq!(again.cache, "HIT", "{segment}");
+        assert!(again.body[10..100] == range.body[..], "the range's bytes");
+    }
     assert_eq!(stack.origin_hits(MEDIA_ROUTE).await, asked);
 }
 
