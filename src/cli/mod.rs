@@ -3,5 +3,6 @@
 pub mod keys;
 pub mod media;
 pub mod migrate;
+mod resumable;
 pub mod storage;
 pub mod upload;

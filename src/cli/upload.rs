@@ -24,6 +24,16 @@ pub struct UploadArgs {
     /// API key with files:write (REELAY_ADMIN_KEY works too).
     #[arg(long, env = "REELAY_API_KEY", hide_env_values = true)]
     pub key: Option<Secret>,
+    /// Upload with tus in chunks; an interrupted upload (network, Ctrl-C, crash) continues
+    /// from the server's offset when the same command runs again.
+    #[arg(long)]
+    pub resumable: bool,
+    /// Bytes per PATCH for --resumable.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub chunk_size: u64,
+    /// Where --resumable remembers unfinished uploads (default: the user's cache directory).
+    #[arg(long, env = "REELAY_UPLOAD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(serde::Deserialize)]
@@ -39,7 +49,7 @@ struct Signed {
     url: String,
 }
 
-async fn check(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+pub(super) async fn check(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
     if response.status().is_success() {
         return Ok(response);
     }
@@ -66,30 +76,49 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
         .first_or_octet_stream()
         .to_string();
 
+    let server = args.server.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::new();
     let bar = ProgressBar::new(size).with_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
             .expect("valid template"),
     );
-    let progress = bar.clone();
-    let body = ReaderStream::with_capacity(file, 256 * 1024)
-        .inspect_ok(move |chunk| progress.inc(chunk.len() as u64));
-
-    let server = args.server.trim_end_matches('/');
-    let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{server}/v1/files"))
-        .query(&[
-            ("filename", name.as_str()),
-            ("access", if args.public { "public" } else { "private" }),
-        ])
-        .bearer_auth(&key.0)
-        .header(reqwest::header::CONTENT_TYPE, content_type)
-        .header(reqwest::header::CONTENT_LENGTH, size)
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await
-        .with_context(|| format!("sending to {server}"))?;
-    let uploaded: Uploaded = check(response).await?.json().await?;
+    let access = if args.public { "public" } else { "private" };
+    let uploaded: Uploaded = if args.resumable {
+        let upload = super::resumable::Upload {
+            client: &client,
+            server: &server,
+            key: &key.0,
+            path: &args.file,
+            size,
+            name: &name,
+            content_type: &content_type,
+            access,
+            chunk_size: args.chunk_size.max(1),
+            state_dir: args.state_dir.clone(),
+        };
+        let file_id = upload.run(&bar).await?;
+        let response = client
+            .get(format!("{server}/v1/files/{file_id}"))
+            .bearer_auth(&key.0)
+            .send()
+            .await?;
+        check(response).await?.json().await?
+    } else {
+        let progress = bar.clone();
+        let body = ReaderStream::with_capacity(file, 256 * 1024)
+            .inspect_ok(move |chunk| progress.inc(chunk.len() as u64));
+        let response = client
+            .post(format!("{server}/v1/files"))
+            .query(&[("filename", name.as_str()), ("access", access)])
+            .bearer_auth(&key.0)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .with_context(|| format!("sending to {server}"))?;
+        check(response).await?.json().await?
+    };
     bar.finish_and_clear();
     eprintln!(
         "uploaded {} ({} bytes, sha256 {})",

@@ -139,3 +139,99 @@ async fn keys_and_uploads_through_the_cli() {
         "{listed}"
     );
 }
+
+/// `reelay upload --resumable`: killed partway, the same command continues from the server's
+/// offset (it says so) and the file ends with the source's bytes.
+#[tokio::test]
+async fn resumable_upload_continues_after_the_client_is_killed() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let source = dir.path().join("big.bin");
+    let data = pattern(51, 96 * 1024 * 1024);
+    std::fs::write(&source, &data).unwrap();
+    let state_dir = dir.path().join("state");
+    let command = || {
+        let mut c = reelay();
+        c.current_dir(dir.path())
+            .args([
+                "upload",
+                "--resumable",
+                "--chunk-size",
+                "1048576",
+                "--public",
+            ])
+            .arg("--server")
+            .arg(&server.base)
+            .arg("--key")
+            .arg(crate::common::ADMIN_KEY)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg(&source);
+        c
+    };
+    let mut first = command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the server holds part of the upload.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = 0u64;
+    while std::time::Instant::now() < deadline {
+        let url = std::fs::read_dir(&state_dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path()).ok());
+        if let Some(url) = url {
+            let r = client()
+                .head(url.trim())
+                .header("Tus-Resumable", "1.0.0")
+                .send()
+                .await
+                .unwrap();
+            seen = r.headers()["upload-offset"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if seen >= 8 * 1024 * 1024 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        seen > 0 && seen < data.len() as u64,
+        "offset {seen}: the kill came too late or too early"
+    );
+
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resuming"),
+        "the second run started over:\n{stderr}"
+    );
+    let url = String::from_utf8(stdout).unwrap().trim().to_owned();
+    let served = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&served)),
+        hex::encode(Sha256::digest(&data))
+    );
+    // Finished: nothing left to resume.
+    assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 0);
+}
