@@ -23,6 +23,10 @@ mod sweeper;
 #[macro_use]
 mod jobs;
 mod migrate;
+#[macro_use]
+mod resumable;
+#[macro_use]
+mod uploads;
 
 use fixtures::{fs_storage, postgres_catalog, s3_storage, sqlite_catalog};
 
@@ -34,3 +38,7 @@ catalog_suite!(postgres, postgres_catalog().await);
 jobs_suite!(postgres_jobs, postgres_catalog().await);
 sweeper_suite!(fs_sqlite, fs_storage().await, sqlite_catalog().await);
 sweeper_suite!(s3_postgres, s3_storage().await, postgres_catalog().await);
+resumable_suite!(fs_resumable, fs_storage().await);
+resumable_suite!(s3_resumable, s3_storage().await);
+uploads_suite!(sqlite_uploads, sqlite_catalog().await);
+uploads_suite!(postgres_uploads, postgres_catalog().await);
