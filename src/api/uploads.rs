@@ -441,20 +441,25 @@ pub async fn terminate(
 
 /// Removes an ended upload's partial bytes; the sweeper's storage cleanup catches failures.
 pub async fn abandon(state: &AppState, upload: &UploadRecord) {
+    if let Err(e) = abandon_bytes(&state.storage, upload).await {
+        tracing::warn!(upload = %upload.id, error = %e, "could not remove an ended upload's bytes");
+    }
+}
+
+async fn abandon_bytes(
+    storage: &crate::storage::DynStorage,
+    upload: &UploadRecord,
+) -> Result<(), StorageError> {
     let Some(file_id) = FileId::parse(&upload.data.file_id) else {
-        return;
+        return Ok(());
     };
-    if let Err(e) = state
-        .storage
+    storage
         .abandon(
             &ObjectKey::file(&file_id),
             upload.id.as_str(),
             &upload.data.storage,
         )
         .await
-    {
-        tracing::warn!(upload = %upload.id, error = %e, "could not remove an ended upload's bytes");
-    }
 }
 
 /// `PATCH /v1/uploads/{id}`: bytes at `Upload-Offset`.
@@ -579,21 +584,7 @@ async fn patch_locked(
         return Err(ApiError::payload_too_large(remaining)
             .with_header(UPLOAD_OFFSET.clone(), value(&upload.offset.to_string())));
     }
-    let token = crate::ids::random_secret(16);
-    let now = catalog::now();
-    if !state
-        .catalog
-        .lock_upload(&upload.id, &token, now + LOCK_TTL, now)
-        .await?
-    {
-        return Err(locked());
-    }
-    let mut lock = Lock {
-        state: state.clone(),
-        token,
-        id: upload.id.clone(),
-        held: true,
-    };
+    let mut lock = Lock::take(state, &upload.id).await?;
     // Read again under the lock: another request may have moved the offset meanwhile.
     let mut upload = match state.catalog.get_upload(&upload.id).await? {
         Some(fresh) if fresh.offset == upload.offset && fresh.state == UploadState::Active => fresh,
@@ -603,8 +594,7 @@ async fn patch_locked(
         }
         None => return Err(ApiError::not_found()),
     };
-    let file_id = FileId::parse(&upload.data.file_id)
-        .ok_or_else(|| ApiError::internal("an upload names an invalid file id"))?;
+    let file_id = file_of(&upload)?;
     let key = ObjectKey::file(&file_id);
 
     if upload.offset == upload.length {
@@ -730,8 +720,7 @@ async fn complete_upload(
             outcome.size, upload.length
         )));
     }
-    let file_id = FileId::parse(&upload.data.file_id)
-        .ok_or_else(|| ApiError::internal("an upload names an invalid file id"))?;
+    let file_id = file_of(&upload)?;
     let filename = upload
         .data
         .filename
@@ -798,26 +787,16 @@ async fn finish_existing(
 
 /// An empty upload is complete at creation.
 async fn complete_empty(state: &AppState, upload: UploadRecord) -> Result<UploadRecord, ApiError> {
-    let file_id = FileId::parse(&upload.data.file_id)
-        .ok_or_else(|| ApiError::internal("an upload names an invalid file id"))?;
-    let token = crate::ids::random_secret(16);
-    let now = catalog::now();
-    if !state
-        .catalog
-        .lock_upload(&upload.id, &token, now + LOCK_TTL, now)
-        .await?
-    {
-        return Err(locked());
-    }
-    let lock = Lock {
-        state: state.clone(),
-        token,
-        id: upload.id.clone(),
-        held: true,
-    };
+    let file_id = file_of(&upload)?;
+    let lock = Lock::take(state, &upload.id).await?;
     let empty: crate::storage::ByteStream = Box::pin(futures::stream::empty());
     let outcome = state.storage.put(&ObjectKey::file(&file_id), empty).await?;
     complete_upload(state, upload, outcome, lock).await
+}
+
+fn file_of(upload: &UploadRecord) -> Result<FileId, ApiError> {
+    FileId::parse(&upload.data.file_id)
+        .ok_or_else(|| ApiError::internal("an upload names an invalid file id"))
 }
 
 /// A PATCH's lock on its upload, released when the request ends without saving.
@@ -829,6 +808,25 @@ struct Lock {
 }
 
 impl Lock {
+    /// Takes the upload's lock, or answers 423 while another request holds it.
+    async fn take(state: &AppState, id: &UploadId) -> Result<Self, ApiError> {
+        let token = crate::ids::random_secret(16);
+        let now = catalog::now();
+        if !state
+            .catalog
+            .lock_upload(id, &token, now + LOCK_TTL, now)
+            .await?
+        {
+            return Err(locked());
+        }
+        Ok(Self {
+            state: state.clone(),
+            token,
+            id: id.clone(),
+            held: true,
+        })
+    }
+
     async fn renew(&self) -> Result<bool, ApiError> {
         let now = catalog::now();
         Ok(self
@@ -885,15 +883,7 @@ pub async fn expire_uploads(
         }
         for upload in batch {
             if catalog.end_upload(&upload.id, UploadState::Expired).await? {
-                if let Some(file_id) = FileId::parse(&upload.data.file_id) {
-                    storage
-                        .abandon(
-                            &ObjectKey::file(&file_id),
-                            upload.id.as_str(),
-                            &upload.data.storage,
-                        )
-                        .await?;
-                }
+                abandon_bytes(storage, &upload).await?;
                 expired += 1;
                 tracing::info!(upload = %upload.id, "expired upload removed");
             }
