@@ -76,7 +76,10 @@ sub vcl_recv {
         if (!req.http.X-Reelay-Checked) {
             set req.http.X-Reelay-Original = req.url;
             set req.http.X-Reelay-Phase = "check";
-            set req.url = "/edge/check" + req.url;
+            # A token covers a whole media: its check is asked for the master playlist, so a
+            # viewer costs one check every few seconds, not one per segment.
+            set req.url = "/edge/check" +
+                regsub(req.url, "^(/media/[^/?]+/)[^?]*", "\1master.m3u8");
             return (hash);
         }
         set req.http.X-Reelay-Key = regsub(req.url, "\?.*$", "");

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::support::{
     fetch_hls, ffmpeg_plays, playlist_uris, query_of, BadTokens, Kind, Stack, FILES_ROUTE,
-    MEDIA_ROUTE,
+    MEDIA_CHECK_ROUTE, MEDIA_ROUTE,
 };
 
 async fn public_segment_is_a_hit(kind: Kind) {
@@ -68,8 +68,15 @@ async fn two_tokens_share_segments(kind: Kind) {
         "the first viewer's requests all reach Reelay once"
     );
 
+    let checks = stack.origin_hits(MEDIA_CHECK_ROUTE).await;
     let (playlists_b, files_b) = fetch_hls(&stack, &b).await;
     let after_b = stack.origin_hits(MEDIA_ROUTE).await;
+    let checked = stack.origin_hits(MEDIA_CHECK_ROUTE).await - checks;
+    assert!(
+        (1..=2).contains(&checked),
+        "a viewer's token is checked once per few seconds, not per file: {checked} checks for {}",
+        playlists_b.len() + files_b.len()
+    );
     assert_eq!(files_b.len(), files_a.len());
     assert!(
         files_b.iter().all(|f| f.contains(query_of(&b))),

@@ -28,6 +28,7 @@ pub const SLICE_BYTES: u64 = 1024 * 1024;
 
 pub const FILES_ROUTE: &str = "/files/{id}";
 pub const MEDIA_ROUTE: &str = "/media/{id}/{*path}";
+pub const MEDIA_CHECK_ROUTE: &str = "/edge/check/media/{id}/{*path}";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
