@@ -5,7 +5,7 @@
 #      edge's access check, itself cached) versus nginx serving the same bytes from disk;
 #   2. origin requests when 100 viewers, each with their own signed token, fetch the same 20
 #      segments of a private media at once (target: 20 segment fetches from Reelay).
-# Usage: benches/edge.sh   (BENCH_SECONDS=10 per wrk run by default)
+# Usage: benches/edge.sh   (BENCH_SECONDS=10 per wrk run, BENCH_ROUNDS=3 alternating runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -83,14 +83,23 @@ curl -fsS -o /dev/null "$e/files/$id"
 status=$(curl -fsS -o /dev/null -D - "$e/files/$id" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status" {print $2}')
 [ "$status" = HIT ] || { echo "the edge did not cache the file ($status)" >&2; exit 1; }
 
+# Alternating rounds, the median of each side: one run each is at the mercy of a noisy machine.
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 before=$(origin_count '/files/{id}')
-read -r e_rps e_mbs < <(wrk_run 16 "$e/files/$id")
-read -r s_rps s_mbs < <(wrk_run 16 "$s/files/$id")
+e_runs=() s_runs=() e_reqs=() s_reqs=()
+for _ in $(seq 1 "${BENCH_ROUNDS:-3}"); do
+    read -r rps mbs < <(wrk_run 16 "$e/files/$id")
+    e_reqs+=("$rps") e_runs+=("$mbs")
+    read -r rps mbs < <(wrk_run 16 "$s/files/$id")
+    s_reqs+=("$rps") s_runs+=("$mbs")
+done
 after=$(origin_count '/files/{id}')
+e_mbs=$(median "${e_runs[@]}") s_mbs=$(median "${s_runs[@]}")
+e_rps=$(median "${e_reqs[@]}") s_rps=$(median "${s_reqs[@]}")
 echo "| case | nginx edge (cached) | nginx from disk | ratio |"
 echo "| --- | --- | --- | --- |"
-echo "| 1 MiB file, 16 connections (MiB/s) | $e_mbs | $s_mbs | $(ratio "$e_mbs" "$s_mbs") |"
-echo "| 1 MiB file, 16 connections (req/s) | $e_rps | $s_rps | $(ratio "$e_rps" "$s_rps") |"
+echo "| 1 MiB file, 16 connections, median of ${BENCH_ROUNDS:-3} (MiB/s) | $e_mbs | $s_mbs | $(ratio "$e_mbs" "$s_mbs") |"
+echo "| 1 MiB file, 16 connections, median of ${BENCH_ROUNDS:-3} (req/s) | $e_rps | $s_rps | $(ratio "$e_rps" "$s_rps") |"
 echo "| Reelay requests for the file during the edge run | $((after - before)) | | |"
 
 # 2. 100 viewers with their own tokens fetch the same 20 segments of a private media at once.
