@@ -255,6 +255,7 @@ pub fn router(state: AppState) -> Router {
             state.settings.rate_limit_api_key,
             state.settings.rate_limit_api_ip,
         ))
+        .layer(middleware::map_response(uploads::reason_phrase))
         .layer(upload_cors())
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -346,7 +346,7 @@ pub async fn create(
     } else if with_body {
         // creation-with-upload: the body is the first PATCH. Whatever it achieves, the upload
         // exists now, so the answer is 201 with the offset reached.
-        upload = match patch_locked(&state, upload.clone(), &headers, body).await {
+        upload = match patch_locked(&state, &upload.id, 0, &headers, body).await {
             Ok(done) => done,
             Err(e) if e.status == StatusCode::INTERNAL_SERVER_ERROR => return Err(e),
             Err(e) => {
@@ -482,11 +482,8 @@ pub async fn patch(
     }
     let offset = number(&headers, &UPLOAD_OFFSET)?
         .ok_or_else(|| ApiError::bad_request("Upload-Offset is required"))?;
-    let upload = find(&state, &id).await?;
-    if offset != upload.offset {
-        return Err(offset_mismatch(&upload));
-    }
-    let upload = patch_locked(&state, upload, &headers, body).await?;
+    let id = UploadId::parse(&id).ok_or_else(ApiError::not_found)?;
+    let upload = patch_locked(&state, &id, offset, &headers, body).await?;
     Ok((StatusCode::NO_CONTENT, upload_headers(&upload)).into_response())
 }
 
@@ -497,6 +494,27 @@ fn offset_mismatch(upload: &UploadRecord) -> ApiError {
         format!("the upload is at offset {}", upload.offset),
     )
     .with_header(UPLOAD_OFFSET.clone(), value(&upload.offset.to_string()))
+}
+
+/// Why an upload's lock could not be taken: unknown (404), ended (410), at another offset
+/// (409), busy (423). A completed upload takes an empty PATCH at its end (a client repeating
+/// its last request) and answers as the last PATCH did.
+async fn not_writable(
+    state: &AppState,
+    id: &UploadId,
+    offset: u64,
+    declared: Option<u64>,
+) -> Result<UploadRecord, ApiError> {
+    let upload = find(state, id.as_str()).await?;
+    if offset != upload.offset {
+        return Err(offset_mismatch(&upload));
+    }
+    match upload.state {
+        UploadState::Completed if declared.unwrap_or(0) == 0 => Ok(upload),
+        UploadState::Completed => Err(ApiError::payload_too_large(0)
+            .with_header(UPLOAD_OFFSET.clone(), value(&upload.offset.to_string()))),
+        _ => Err(locked()),
+    }
 }
 
 /// A per-request `Upload-Checksum`, checked before any of the request's bytes count.
@@ -545,6 +563,16 @@ impl Checksum {
     }
 }
 
+/// HTTP/1 status lines name their status; hyper knows none for tus's own 460.
+pub async fn reason_phrase(mut response: Response) -> Response {
+    if response.status().as_u16() == 460 {
+        response
+            .extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(b"Checksum Mismatch"));
+    }
+    response
+}
+
 fn checksum_mismatch() -> ApiError {
     ApiError::new(
         StatusCode::from_u16(460).expect("valid status"),
@@ -573,27 +601,28 @@ fn locked() -> ApiError {
 /// upload when the last byte is in. Returns the upload as saved.
 async fn patch_locked(
     state: &AppState,
-    upload: UploadRecord,
+    id: &UploadId,
+    offset: u64,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<UploadRecord, ApiError> {
     let checksum = Checksum::parse(headers)?;
     let declared = number(headers, &header::CONTENT_LENGTH)?;
+    // One catalog round trip before the body flows (a client waiting on `Expect:
+    // 100-continue` waits for exactly this): the lock, and the upload as it stands.
+    let Some((mut lock, mut upload)) = Lock::take(state, id).await? else {
+        return not_writable(state, id, offset, declared).await;
+    };
+    if upload.offset != offset {
+        lock.release(&upload).await;
+        return Err(offset_mismatch(&upload));
+    }
     let remaining = upload.length - upload.offset;
     if declared.is_some_and(|n| n > remaining) {
+        lock.release(&upload).await;
         return Err(ApiError::payload_too_large(remaining)
             .with_header(UPLOAD_OFFSET.clone(), value(&upload.offset.to_string())));
     }
-    let mut lock = Lock::take(state, &upload.id).await?;
-    // Read again under the lock: another request may have moved the offset meanwhile.
-    let mut upload = match state.catalog.get_upload(&upload.id).await? {
-        Some(fresh) if fresh.offset == upload.offset && fresh.state == UploadState::Active => fresh,
-        Some(fresh) => {
-            lock.release(&fresh).await;
-            return Err(offset_mismatch(&fresh));
-        }
-        None => return Err(ApiError::not_found()),
-    };
     let file_id = file_of(&upload)?;
     let key = ObjectKey::file(&file_id);
 
@@ -788,7 +817,7 @@ async fn finish_existing(
 /// An empty upload is complete at creation.
 async fn complete_empty(state: &AppState, upload: UploadRecord) -> Result<UploadRecord, ApiError> {
     let file_id = file_of(&upload)?;
-    let lock = Lock::take(state, &upload.id).await?;
+    let (lock, upload) = Lock::take(state, &upload.id).await?.ok_or_else(locked)?;
     let empty: crate::storage::ByteStream = Box::pin(futures::stream::empty());
     let outcome = state.storage.put(&ObjectKey::file(&file_id), empty).await?;
     complete_upload(state, upload, outcome, lock).await
@@ -808,23 +837,28 @@ struct Lock {
 }
 
 impl Lock {
-    /// Takes the upload's lock, or answers 423 while another request holds it.
-    async fn take(state: &AppState, id: &UploadId) -> Result<Self, ApiError> {
+    /// Takes an active upload's lock and returns it with the upload as it stands; None when
+    /// the upload is not active or another request holds it.
+    async fn take(
+        state: &AppState,
+        id: &UploadId,
+    ) -> Result<Option<(Self, UploadRecord)>, ApiError> {
         let token = crate::ids::random_secret(16);
         let now = catalog::now();
-        if !state
+        let Some(upload) = state
             .catalog
             .lock_upload(id, &token, now + LOCK_TTL, now)
             .await?
-        {
-            return Err(locked());
-        }
-        Ok(Self {
+        else {
+            return Ok(None);
+        };
+        let lock = Self {
             state: state.clone(),
             token,
             id: id.clone(),
             held: true,
-        })
+        };
+        Ok(Some((lock, upload)))
     }
 
     async fn renew(&self) -> Result<bool, ApiError> {
@@ -833,7 +867,8 @@ impl Lock {
             .state
             .catalog
             .lock_upload(&self.id, &self.token, now + LOCK_TTL, now)
-            .await?)
+            .await?
+            .is_some())
     }
 
     /// Gives the lock up, leaving `upload` as it was saved.

@@ -367,14 +367,15 @@ pub trait Uploads: Send + Sync + 'static {
     ) -> Result<bool, CatalogError>;
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, CatalogError>;
     /// Takes the lock of an active upload for `token` until `until`, unless another holder's
-    /// lock is still live at `now`. Taking it again with the same token extends it.
+    /// lock is still live at `now`, and returns the upload as it stands. Taking it again with
+    /// the same token extends it. None when not active or held by another.
     async fn lock_upload(
         &self,
         id: &UploadId,
         token: &str,
         until: OffsetDateTime,
         now: OffsetDateTime,
-    ) -> Result<bool, CatalogError>;
+    ) -> Result<Option<UploadRecord>, CatalogError>;
     /// Fenced by `token`: writes offset, state and data of a still-active upload. The lock is
     /// kept until `lock_until`, or released when that is None. False when the lock was lost.
     async fn save_upload(

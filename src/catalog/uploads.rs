@@ -68,22 +68,23 @@ macro_rules! upload_methods {
             token: &str,
             until: time::OffsetDateTime,
             now: time::OffsetDateTime,
-        ) -> Result<bool, CatalogError> {
+        ) -> Result<Option<$crate::catalog::UploadRecord>, CatalogError> {
             let mut tx = self.begin_write().await?;
-            let done = sqlx::query(
+            let row: Option<$row> = sqlx::query(
                 "UPDATE uploads SET lock_token = $1, lock_until = $2
                  WHERE id = $3 AND state = 'active'
-                   AND (lock_token IS NULL OR lock_token = $1 OR lock_until < $4)",
+                   AND (lock_token IS NULL OR lock_token = $1 OR lock_until < $4)
+                 RETURNING *",
             )
             .bind(token)
             .bind(micros(until))
             .bind(id.as_str())
             .bind(micros(now))
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
-            Ok(done.rows_affected() > 0)
+            row.as_ref().map(upload_from_row).transpose()
         }
 
         async fn save_upload(

@@ -86,24 +86,28 @@ pub async fn locks_fence_saves(catalog: DynCatalog) {
     assert!(catalog
         .lock_upload(&u.id, "a", later(15), now)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     assert!(
-        !catalog
+        catalog
             .lock_upload(&u.id, "b", later(15), now)
             .await
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "held by a"
     );
     // The holder may extend its own lock.
     assert!(catalog
         .lock_upload(&u.id, "a", later(15), now)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     // Past a's expiry, b takes over, and a's save is refused.
     assert!(catalog
         .lock_upload(&u.id, "b", later(30), later(20))
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     u.offset = 500;
     assert!(!catalog.save_upload(&u, "a", None).await.unwrap());
     assert_eq!(catalog.get_upload(&u.id).await.unwrap().unwrap().offset, 0);
@@ -117,15 +121,17 @@ pub async fn locks_fence_saves(catalog: DynCatalog) {
     assert!(catalog
         .lock_upload(&u.id, "c", later(15), catalog::now())
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     // Completed: no further lock.
     u.state = UploadState::Completed;
     u.offset = 1000;
     assert!(catalog.save_upload(&u, "c", None).await.unwrap());
-    assert!(!catalog
+    assert!(catalog
         .lock_upload(&u.id, "d", later(15), catalog::now())
         .await
-        .unwrap());
+        .unwrap()
+        .is_none());
     assert!(catalog.active_upload_files().await.unwrap().is_empty());
 }
 
@@ -135,7 +141,8 @@ pub async fn ending_breaks_the_lock(catalog: DynCatalog) {
     assert!(catalog
         .lock_upload(&u.id, "a", later(15), catalog::now())
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     assert!(catalog
         .end_upload(&u.id, UploadState::Terminated)
         .await
@@ -162,7 +169,8 @@ pub async fn expired_uploads_are_listed_unless_held(catalog: DynCatalog) {
     assert!(catalog
         .lock_upload(&held.id, "x", later(15), catalog::now())
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     let found: Vec<UploadId> = catalog
         .expired_uploads(catalog::now(), 10)
         .await

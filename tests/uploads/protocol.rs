@@ -245,9 +245,15 @@ async fn patch_statuses_leave_the_upload_unchanged() {
     let file = file_json(&app, &file_id).await;
     assert_eq!(file["size"], 100);
     assert_eq!(file["sha256"], sha256_hex(&data));
-    // A completed upload takes no more bytes.
+    // A completed upload takes no more bytes; an empty PATCH at its end (a client repeating
+    // its last request) answers as the last one did.
     let r = patch(&app, &url, 40, data[40..].to_vec()).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = patch(&app, &url, 100, Vec::new()).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "reelay-file-id"), Some(file_id.as_str()));
+    let r = patch(&app, &url, 100, vec![1u8]).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
