@@ -53,6 +53,16 @@ impl PostgresCatalog {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, CatalogError> {
         self.pool.begin().await.map_err(db_error)
     }
+
+    /// A write transaction whose commit does not wait for the WAL to reach the disk.
+    async fn begin_relaxed(&self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, CatalogError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        Ok(tx)
+    }
 }
 
 upload_rows!(PgRow);

@@ -22,6 +22,9 @@ use crate::ids::{FileId, KeyId};
 
 pub struct SqliteCatalog {
     pool: SqlitePool,
+    /// Connections with `synchronous=NORMAL`, for writes a power cut may lose (upload locks
+    /// and offsets; see catalog/uploads.rs).
+    relaxed: SqlitePool,
 }
 
 impl SqliteCatalog {
@@ -46,14 +49,20 @@ impl SqliteCatalog {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .context("opening the SQLite catalog")?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .context("migrating the SQLite catalog")?;
-        Ok(Self { pool })
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await
+            .context("opening the SQLite catalog")?;
+        Ok(Self { pool, relaxed })
     }
 
     /// A page of `table` newest first, after the (created_at, id) of the previous page's last
@@ -217,6 +226,14 @@ impl SqliteCatalog {
     /// A write transaction (SQLite: `BEGIN IMMEDIATE`, so writers queue instead of failing).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, CatalogError> {
         self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)
+    }
+
+    /// A write transaction whose commit does not wait for the disk.
+    async fn begin_relaxed(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, CatalogError> {
+        self.relaxed
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)

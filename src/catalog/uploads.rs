@@ -1,9 +1,17 @@
 //! The uploads and direct-uploads queries, written once for both engines: the SQL uses `$n`
 //! placeholders in order of first use, which SQLite and PostgreSQL both accept, and the
 //! engine's own `begin_write` (SQLite's `BEGIN IMMEDIATE`) and row type are plugged in.
+//!
+//! Locks and offsets are written with `begin_relaxed`: committed without waiting for the disk
+//! (SQLite `synchronous=NORMAL`, PostgreSQL `synchronous_commit = off`). A power cut may then
+//! lose the latest of them, which only moves an offset back to one saved earlier (the bytes were
+//! made durable before each save, so an older offset is always backed by them) or frees a
+//! lock; the client resends from the offset HEAD reports. The row that completes an upload (the
+//! file) is written durably, as every acknowledged upload is. Each PATCH so avoids two
+//! synchronous disk flushes while the connection sits idle.
 
 /// Expands to the upload methods of `impl Catalog for ...`; the engine module provides
-/// `self.pool`, `self.begin_write()`, `db_error`, `corrupt` and the `$row` type.
+/// `self.pool`, `self.begin_write()`, `self.begin_relaxed()`, `db_error`, `corrupt` and the `$row` type.
 macro_rules! upload_methods {
     ($catalog:ty, $row:ty) => {
         #[async_trait]
@@ -69,7 +77,7 @@ macro_rules! upload_methods {
             until: time::OffsetDateTime,
             now: time::OffsetDateTime,
         ) -> Result<Option<$crate::catalog::UploadRecord>, CatalogError> {
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_relaxed().await?;
             let row: Option<$row> = sqlx::query(
                 "UPDATE uploads SET lock_token = $1, lock_until = $2
                  WHERE id = $3 AND state = 'active'
@@ -93,7 +101,7 @@ macro_rules! upload_methods {
             token: &str,
             lock_until: Option<time::OffsetDateTime>,
         ) -> Result<bool, CatalogError> {
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_relaxed().await?;
             let keep = lock_until.map(|_| token.to_owned());
             let done = sqlx::query(
                 "UPDATE uploads SET upload_offset = $1, state = $2, data = $3,
