@@ -727,7 +727,11 @@ async fn checkpoint(
     next.offset = offset;
     next.data.storage = storage_state;
     let until = keep.then(|| catalog::now() + LOCK_TTL);
-    if !state.catalog.save_upload(&next, &lock.token, until).await? {
+    if !state
+        .catalog
+        .save_upload(&next, &lock.token, until, writer.durable_commits())
+        .await?
+    {
         return Ok(false);
     }
     writer.committed().await;
@@ -776,7 +780,7 @@ async fn complete_upload(
     upload.state = UploadState::Completed;
     if !state
         .catalog
-        .save_upload(&upload, &lock.token, None)
+        .save_upload(&upload, &lock.token, None, true)
         .await?
     {
         return Err(lock_lost());
@@ -878,7 +882,7 @@ impl Lock {
             if let Err(e) = self
                 .state
                 .catalog
-                .save_upload(upload, &self.token, None)
+                .save_upload(upload, &self.token, None, false)
                 .await
             {
                 tracing::warn!(upload = %self.id, error = %e, "could not release an upload's lock; it expires");
@@ -899,7 +903,10 @@ impl Drop for Lock {
         let id = self.id.clone();
         tokio::spawn(async move {
             if let Ok(Some(upload)) = state.catalog.get_upload(&id).await {
-                let _ = state.catalog.save_upload(&upload, &token, None).await;
+                let _ = state
+                    .catalog
+                    .save_upload(&upload, &token, None, false)
+                    .await;
             }
         });
     }

@@ -378,11 +378,13 @@ pub trait Uploads: Send + Sync + 'static {
     ) -> Result<Option<UploadRecord>, CatalogError>;
     /// Fenced by `token`: writes offset, state and data of a still-active upload. The lock is
     /// kept until `lock_until`, or released when that is None. False when the lock was lost.
+    /// Unless `durable`, the commit does not wait for the disk (see catalog/uploads.rs).
     async fn save_upload(
         &self,
         upload: &UploadRecord,
         token: &str,
         lock_until: Option<OffsetDateTime>,
+        durable: bool,
     ) -> Result<bool, CatalogError>;
     /// Ends an active upload (`Terminated` or `Expired`), breaking any lock, so a PATCH in
     /// flight cannot save. False when it was not active.

@@ -6,9 +6,10 @@
 //! (SQLite `synchronous=NORMAL`, PostgreSQL `synchronous_commit = off`). A power cut may then
 //! lose the latest of them, which only moves an offset back to one saved earlier (the bytes were
 //! made durable before each save, so an older offset is always backed by them) or frees a
-//! lock; the client resends from the offset HEAD reports. The row that completes an upload (the
-//! file) is written durably, as every acknowledged upload is. Each PATCH so avoids two
-//! synchronous disk flushes while the connection sits idle.
+//! lock; the client resends from the offset HEAD reports. Saves whose loss would strand the
+//! upload are `durable` (on S3 a saved state lets the previous pending part object go; the
+//! completing save, like every acknowledged upload). On fs each PATCH so avoids two synchronous
+//! disk flushes while the connection sits idle.
 
 /// Expands to the upload methods of `impl Catalog for ...`; the engine module provides
 /// `self.pool`, `self.begin_write()`, `self.begin_relaxed()`, `db_error`, `corrupt` and the `$row` type.
@@ -100,8 +101,13 @@ macro_rules! upload_methods {
             upload: &$crate::catalog::UploadRecord,
             token: &str,
             lock_until: Option<time::OffsetDateTime>,
+            durable: bool,
         ) -> Result<bool, CatalogError> {
-            let mut tx = self.begin_relaxed().await?;
+            let mut tx = if durable {
+                self.begin_write().await?
+            } else {
+                self.begin_relaxed().await?
+            };
             let keep = lock_until.map(|_| token.to_owned());
             let done = sqlx::query(
                 "UPDATE uploads SET upload_offset = $1, state = $2, data = $3,

@@ -29,6 +29,12 @@ pub trait Resumable: Send {
     /// Called after the catalog stored the last checkpoint: leftovers it supersedes may go.
     async fn committed(&mut self) {}
 
+    /// Whether the catalog must store a checkpoint durably before `committed`: true when
+    /// `committed` removes what an older checkpoint's state still names.
+    fn durable_commits(&self) -> bool {
+        false
+    }
+
     /// Everything is written: the object appears at its key, whole. Idempotent callers check
     /// for the object first; this runs once.
     async fn finish(self: Box<Self>) -> Result<PutOutcome, StorageError>;

@@ -742,6 +742,11 @@ impl Resumable for S3Resumable {
         Ok((offset, state))
     }
 
+    /// The previous state names the pending object `committed` deletes.
+    fn durable_commits(&self) -> bool {
+        true
+    }
+
     async fn committed(&mut self) {
         let keep = self.state.pending.as_ref().map(|p| p.key.as_str());
         for key in std::mem::take(&mut self.superseded) {

@@ -109,15 +109,18 @@ pub async fn locks_fence_saves(catalog: DynCatalog) {
         .unwrap()
         .is_some());
     u.offset = 500;
-    assert!(!catalog.save_upload(&u, "a", None).await.unwrap());
+    assert!(!catalog.save_upload(&u, "a", None, false).await.unwrap());
     assert_eq!(catalog.get_upload(&u.id).await.unwrap().unwrap().offset, 0);
-    assert!(catalog.save_upload(&u, "b", Some(later(15))).await.unwrap());
+    assert!(catalog
+        .save_upload(&u, "b", Some(later(15)), true)
+        .await
+        .unwrap());
     assert_eq!(
         catalog.get_upload(&u.id).await.unwrap().unwrap().offset,
         500
     );
     // Released: anyone may take it.
-    assert!(catalog.save_upload(&u, "b", None).await.unwrap());
+    assert!(catalog.save_upload(&u, "b", None, false).await.unwrap());
     assert!(catalog
         .lock_upload(&u.id, "c", later(15), catalog::now())
         .await
@@ -126,7 +129,7 @@ pub async fn locks_fence_saves(catalog: DynCatalog) {
     // Completed: no further lock.
     u.state = UploadState::Completed;
     u.offset = 1000;
-    assert!(catalog.save_upload(&u, "c", None).await.unwrap());
+    assert!(catalog.save_upload(&u, "c", None, false).await.unwrap());
     assert!(catalog
         .lock_upload(&u.id, "d", later(15), catalog::now())
         .await
@@ -152,7 +155,7 @@ pub async fn ending_breaks_the_lock(catalog: DynCatalog) {
         .await
         .unwrap());
     assert!(
-        !catalog.save_upload(&u, "a", None).await.unwrap(),
+        !catalog.save_upload(&u, "a", None, false).await.unwrap(),
         "a terminated upload takes no save"
     );
     let stored = catalog.get_upload(&u.id).await.unwrap().unwrap();

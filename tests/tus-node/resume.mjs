@@ -144,7 +144,9 @@ function resume(uploadUrl) {
       headers,
       chunkSize,
       uploadSize: size,
-      retryDelays: null,
+      // As browsers run it: a 409 or 423 (the server still saving the cut request's bytes
+      // when this client asked for the offset) makes it ask again and go on from there.
+      retryDelays: [0, 250, 500, 1000, 2000, 4000],
       storeFingerprintForResuming: false,
       onBeforeRequest(req) {
         if (req.getMethod() === "PATCH" && resumedFrom === null) {
