@@ -85,23 +85,31 @@ async fn kill_9_mid_patch_keeps_the_durable_offset_and_the_upload_completes() {
         .unwrap();
     assert!(partial.metadata().unwrap().len() >= offset);
 
-    // The dead process's lock expires; then the rest goes in and the file is exact.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let r = client()
+    // The dead process's lock expires (an empty PATCH answers 423 until then, 204 after);
+    // then the rest goes in and the file is exact.
+    let patch = |body: Vec<u8>| {
+        client()
             .patch(&url)
             .header("Tus-Resumable", "1.0.0")
             .header("Content-Type", "application/offset+octet-stream")
             .header("Upload-Offset", offset.to_string())
-            .body(data[offset as usize..].to_vec())
+            .body(body)
             .send()
-            .await
-            .unwrap();
-        if r.status() != StatusCode::LOCKED || std::time::Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let probe = patch(Vec::new()).await.unwrap();
+        if probe.status() == StatusCode::NO_CONTENT {
+            break;
+        }
+        assert_eq!(probe.status(), StatusCode::LOCKED);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead node's lock never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let done = patch(data[offset as usize..].to_vec()).await.unwrap();
     assert_eq!(done.status(), StatusCode::NO_CONTENT);
     let file_id = done.headers()["reelay-file-id"]
         .to_str()
