@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
 use super::{
-    extract::{FileIdPath, MediaIdPath, MediaPath},
+    extract::{CosmeticName, FileIdPath, MediaIdPath, MediaPath},
     AppState, ReadyMedia,
 };
 use crate::{
@@ -45,6 +45,7 @@ pub(super) fn verify_if_signed(
 pub async fn file(
     State(state): State<AppState>,
     FileIdPath(id): FileIdPath,
+    _name: CosmeticName,
     method: Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

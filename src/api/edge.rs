@@ -16,7 +16,7 @@ use http::{header, HeaderName, HeaderValue, StatusCode};
 
 use super::{
     delivery::{verify_if_signed, Lookup},
-    extract::{FileIdPath, MediaIdPath},
+    extract::{CosmeticName, FileIdPath, MediaIdPath},
     AppState,
 };
 use crate::{
@@ -34,6 +34,7 @@ const ANSWER_TTL: u64 = 5;
 pub async fn file(
     State(state): State<AppState>,
     FileIdPath(id): FileIdPath,
+    _name: CosmeticName,
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.unwrap_or_default();

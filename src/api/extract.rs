@@ -45,6 +45,27 @@ impl<S: Send + Sync> FromRequestParts<S> for MediaIdPath {
     }
 }
 
+/// The cosmetic `{name}` of `/files/{id}/{name}`, when there is one. It names nothing, but an
+/// edge that normalizes paths may read `/files/A/x%2f..%2f..%2fB` as file B's URL, so a name
+/// that decodes to a path (a `/`, or a dot segment) is refused (404) rather than served as A.
+pub struct CosmeticName;
+
+impl<S: Send + Sync> FromRequestParts<S> for CosmeticName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found())?;
+        match params.get("name").map(String::as_str) {
+            Some(name) if name.contains('/') || name == "." || name == ".." => {
+                Err(ApiError::not_found())
+            }
+            _ => Ok(CosmeticName),
+        }
+    }
+}
+
 /// The `{id}` of a path, checked against the direct upload id grammar before any lookup.
 pub struct DirectUploadIdPath(pub DirectUploadId);
 

@@ -466,3 +466,42 @@ async fn a_head_of_user_content_is_sandboxed_too() {
     assert!(response.raw_body.is_empty());
     app.stop().await;
 }
+
+/// The name in `/files/{id}/{name}` is cosmetic, but one that decodes to a path (an edge that
+/// normalizes paths could read it as another file's URL) is refused rather than served.
+#[tokio::test]
+async fn a_cosmetic_name_that_decodes_to_a_path_is_refused() {
+    let app = TestApp::spawn().await;
+    let file = app
+        .upload(b"public bytes".to_vec(), "a.txt", "public")
+        .await;
+    let id = file["id"].as_str().unwrap();
+    let ok = app
+        .client
+        .get(app.url(&format!("/files/{id}/report.txt")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    for name in [
+        "x%2f..%2f..%2ffil_00000000000000000000",
+        "%2e%2e",
+        "%2e",
+        "a%2Fb",
+    ] {
+        let r = app
+            .client
+            .get(app.url(&format!("/files/{id}/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{name}");
+        let r = app
+            .client
+            .get(app.url(&format!("/edge/check/files/{id}/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "check {name}");
+    }
+}
