@@ -618,6 +618,11 @@ async fn patch_locked(
         return Err(offset_mismatch(&upload));
     }
     let remaining = upload.length - upload.offset;
+    if declared == Some(0) && remaining > 0 {
+        // Nothing to write (a client probing, or repeating an empty request).
+        lock.release(&upload).await;
+        return Ok(upload);
+    }
     if declared.is_some_and(|n| n > remaining) {
         lock.release(&upload).await;
         return Err(ApiError::payload_too_large(remaining)

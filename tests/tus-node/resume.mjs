@@ -139,6 +139,7 @@ function resume(uploadUrl) {
   return new Promise((resolve, reject) => {
     let fileId = null;
     let resumedFrom = null;
+    let headOffset = null;
     const upload = new tus.Upload(createReadStream(args.file), {
       uploadUrl,
       headers,
@@ -153,11 +154,14 @@ function resume(uploadUrl) {
           resumedFrom = Number(req.getHeader("Upload-Offset"));
         }
       },
-      onAfterResponse(_req, res) {
+      onAfterResponse(req, res) {
+        if (req.getMethod() === "HEAD" && headOffset === null) {
+          headOffset = Number(res.getHeader("Upload-Offset"));
+        }
         fileId = res.getHeader("Reelay-File-Id") ?? fileId;
       },
       onSuccess() {
-        resolve({ fileId, resumedFrom });
+        resolve({ fileId, resumedFrom, headOffset });
       },
       onError(error) {
         reject(new Error(`resumed upload: ${error.message}`));
@@ -172,7 +176,7 @@ try {
   const uploadUrl = upload.url;
   if (!uploadUrl) throw new Error("the server gave no upload URL");
   const before = await head(uploadUrl);
-  const { fileId, resumedFrom } = await resume(uploadUrl);
+  const { fileId, resumedFrom, headOffset } = await resume(uploadUrl);
   const after = await head(uploadUrl);
   if (after.offset !== size) {
     throw new Error(`after the resumed upload the server says Upload-Offset ${after.offset}, not ${size}`);
@@ -183,6 +187,7 @@ try {
       offset_at_interrupt: acknowledged,
       offset_before_resume: before.offset,
       resumed_from: resumedFrom,
+      resume_head_offset: headOffset,
       file_id: fileId,
       file_id_from_head: after.fileId,
       bytes: size,

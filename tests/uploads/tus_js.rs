@@ -26,6 +26,8 @@ struct Resumed {
     offset_at_interrupt: u64,
     offset_before_resume: u64,
     resumed_from: u64,
+    /// The offset the resumed client's own HEAD got.
+    resume_head_offset: u64,
     file_id: Option<String>,
     file_id_from_head: Option<String>,
     bytes: u64,
@@ -109,8 +111,14 @@ async fn assert_resumed_into_file(app: &TestApp, resumed: &Resumed, sha256: &str
         resumed.offset_before_resume >= resumed.offset_at_interrupt,
         "the server forgot acknowledged bytes: {resumed:?}"
     );
+    // A cut PATCH may still be saving when the first HEAD asks: the offset can only grow
+    // from there, and the new client continues from what its own HEAD was told.
+    assert!(
+        resumed.resume_head_offset >= resumed.offset_before_resume,
+        "the server's offset went back: {resumed:?}"
+    );
     assert_eq!(
-        resumed.resumed_from, resumed.offset_before_resume,
+        resumed.resumed_from, resumed.resume_head_offset,
         "the new client did not continue from the server's offset"
     );
     let file_id = resumed
