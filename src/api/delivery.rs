@@ -18,15 +18,16 @@ use super::{
     AppState, ReadyMedia,
 };
 use crate::{
-    catalog::{Access, MediaState},
+    catalog::{Access, FileRecord, MediaState},
     delivery::{self, playlist, signature, Source},
     error::ApiError,
+    ids::{FileId, MediaId},
     storage::ObjectKey,
 };
 
 /// A request that carries signature parameters must carry a valid signature for `scope`,
 /// checked before any lookup, so forged URLs cost no catalog query.
-pub(super) fn verify_if_signed(
+fn verify_if_signed(
     state: &AppState,
     scope: &str,
     query: &str,
@@ -42,6 +43,54 @@ pub(super) fn verify_if_signed(
         .map_err(delivery::signature_refused)
 }
 
+/// The access decision of a file request, shared by delivery and the edge check: a signature,
+/// if any, is valid; the file exists; a private file came with a signature.
+pub(super) async fn authorize_file(
+    state: &AppState,
+    id: &FileId,
+    query: &str,
+    now: u64,
+) -> Result<(Arc<FileRecord>, Option<signature::SignedParams>), ApiError> {
+    let signed = verify_if_signed(state, &delivery::file_scope(id), query, now)?;
+    let record = state
+        .file_record(id)
+        .await?
+        .ok_or_else(delivery::not_found)?;
+    refuse_unsigned_private(record.access, &signed)?;
+    Ok((record, signed))
+}
+
+/// The access decision of a media request, as for files; the media may not be ready yet
+/// (never `Lookup::Missing`: that is a 404).
+pub(super) async fn authorize_media(
+    state: &AppState,
+    id: &MediaId,
+    query: &str,
+    now: u64,
+) -> Result<(Lookup, Option<signature::SignedParams>), ApiError> {
+    let signed = verify_if_signed(state, &delivery::media_scope(id), query, now)?;
+    let lookup = state.ready_media(id).await?;
+    let access = match &lookup {
+        Lookup::Ready(ready) => ready.record.access,
+        Lookup::NotReady(access, _) => *access,
+        Lookup::Missing => return Err(delivery::not_found()),
+    };
+    refuse_unsigned_private(access, &signed)?;
+    Ok((lookup, signed))
+}
+
+fn refuse_unsigned_private(
+    access: Access,
+    signed: &Option<signature::SignedParams>,
+) -> Result<(), ApiError> {
+    if access == Access::Private && signed.is_none() {
+        return Err(delivery::signature_refused(
+            signature::SignatureError::Missing,
+        ));
+    }
+    Ok(())
+}
+
 pub async fn file(
     State(state): State<AppState>,
     FileIdPath(id): FileIdPath,
@@ -52,16 +101,7 @@ pub async fn file(
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
     let now = signature::unix_now();
-    let signed = verify_if_signed(&state, &delivery::file_scope(&id), &query, now)?;
-    let record = state
-        .file_record(&id)
-        .await?
-        .ok_or_else(delivery::not_found)?;
-    if record.access == Access::Private && signed.is_none() {
-        return Err(delivery::signature_refused(
-            signature::SignatureError::Missing,
-        ));
-    }
+    let (record, signed) = authorize_file(&state, &id, &query, now).await?;
     let representation = delivery::file_representation(&record, signed.as_ref(), now)?;
     let source = Source::storage(state.storage.clone(), ObjectKey::file(&id));
     delivery::respond(&method, &headers, &representation, source).await
@@ -81,29 +121,15 @@ pub async fn media(
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
     let now = signature::unix_now();
-    let signed = verify_if_signed(&state, &delivery::media_scope(&id), &query, now)?;
-    let ready: Arc<ReadyMedia> = match state.ready_media(&id).await? {
+    let (lookup, signed) = authorize_media(&state, &id, &query, now).await?;
+    let ready: Arc<ReadyMedia> = match lookup {
         Lookup::Ready(ready) => ready,
-        Lookup::NotReady(access, media_state) => {
-            if access == Access::Private && signed.is_none() {
-                return Err(delivery::signature_refused(
-                    signature::SignatureError::Missing,
-                ));
-            }
-            // A failed media will never be ready: no reason for a player to keep polling.
-            return Err(if media_state == MediaState::Failed {
-                delivery::not_found()
-            } else {
-                delivery::media_not_ready()
-            });
+        // A failed media will never be ready: no reason for a player to keep polling.
+        Lookup::NotReady(_, MediaState::Failed) | Lookup::Missing => {
+            return Err(delivery::not_found())
         }
-        Lookup::Missing => return Err(delivery::not_found()),
+        Lookup::NotReady(..) => return Err(delivery::media_not_ready()),
     };
-    if ready.record.access == Access::Private && signed.is_none() {
-        return Err(delivery::signature_refused(
-            signature::SignatureError::Missing,
-        ));
-    }
     let file = ready.files.get(&path).ok_or_else(delivery::not_found)?;
     let prefix = ready
         .record
@@ -173,7 +199,7 @@ pub enum Lookup {
 impl AppState {
     /// A ready media with its file list, from the in-process cache (ready output never
     /// changes; a delete invalidates it) or the catalog. Media not yet ready are not cached.
-    pub async fn ready_media(&self, id: &crate::ids::MediaId) -> Result<Lookup, ApiError> {
+    pub async fn ready_media(&self, id: &MediaId) -> Result<Lookup, ApiError> {
         if let Some(ready) = self.media_cache.get(id).await {
             return Ok(Lookup::Ready(ready));
         }

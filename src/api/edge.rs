@@ -15,13 +15,12 @@ use axum::{
 use http::{header, HeaderName, HeaderValue, StatusCode};
 
 use super::{
-    delivery::{verify_if_signed, Lookup},
+    delivery::{authorize_file, authorize_media},
     extract::{CosmeticName, FileIdPath, MediaIdPath},
     AppState,
 };
 use crate::{
-    catalog::Access,
-    delivery::{self, signature},
+    delivery::signature::{self, SignedParams},
     error::ApiError,
 };
 
@@ -37,18 +36,9 @@ pub async fn file(
     _name: CosmeticName,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query = query.unwrap_or_default();
     let now = signature::unix_now();
-    let decision = async {
-        let signed = verify_if_signed(&state, &delivery::file_scope(&id), &query, now)?;
-        let record = state
-            .file_record(&id)
-            .await?
-            .ok_or_else(delivery::not_found)?;
-        Ok::<_, ApiError>((record.access, signed.map(|s| s.expires_at)))
-    }
-    .await;
-    answer(decision, now)
+    let decision = authorize_file(&state, &id, &query.unwrap_or_default(), now).await;
+    answer(decision.map(|(_, signed)| signed), now)
 }
 
 pub async fn media(
@@ -56,33 +46,17 @@ pub async fn media(
     MediaIdPath(id): MediaIdPath,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query = query.unwrap_or_default();
     let now = signature::unix_now();
-    let decision = async {
-        let signed = verify_if_signed(&state, &delivery::media_scope(&id), &query, now)?;
-        let access = match state.ready_media(&id).await? {
-            Lookup::Ready(ready) => ready.record.access,
-            // Not ready yet: the origin gives the player its "not ready" answer.
-            Lookup::NotReady(access, _) => access,
-            Lookup::Missing => return Err(delivery::not_found()),
-        };
-        Ok((access, signed.map(|s| s.expires_at)))
-    }
-    .await;
-    answer(decision, now)
+    // A media not ready yet is allowed: the origin gives the player its "not ready" answer.
+    let decision = authorize_media(&state, &id, &query.unwrap_or_default(), now).await;
+    answer(decision.map(|(_, signed)| signed), now)
 }
 
-fn answer(decision: Result<(Access, Option<u64>), ApiError>, now: u64) -> Response {
+fn answer(decision: Result<Option<SignedParams>, ApiError>, now: u64) -> Response {
     let ttl = match decision {
-        Ok((Access::Private, None)) => {
-            return refused(
-                "forbidden",
-                delivery::signature_refused(signature::SignatureError::Missing),
-            );
-        }
         // An allowed signed request is remembered no longer than its signature lives.
-        Ok((_, Some(expires_at))) => ANSWER_TTL.min(expires_at.saturating_sub(now)),
-        Ok((_, None)) => ANSWER_TTL,
+        Ok(Some(signed)) => ANSWER_TTL.min(signed.expires_at.saturating_sub(now)),
+        Ok(None) => ANSWER_TTL,
         Err(e) if e.status == StatusCode::NOT_FOUND => return refused("gone", e),
         Err(e) if e.status == StatusCode::FORBIDDEN => return refused("forbidden", e),
         // Catalog or storage trouble: the edge reports an error rather than guessing.
