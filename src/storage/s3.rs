@@ -148,19 +148,7 @@ impl S3Storage {
         first: Bytes,
         body: &mut Hashing<ByteStream>,
     ) -> Result<(), StorageError> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let upload_id = created
-            .upload_id()
-            .context("S3 returned no upload id")
-            .map_err(StorageError::Other)?
-            .to_owned();
+        let upload_id = self.create_multipart(key).await?;
         let mut guard = AbortGuard {
             storage: self,
             key,
@@ -175,20 +163,7 @@ impl S3Storage {
                 return Err(e);
             }
         };
-        let completed = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(sdk_error);
+        let completed = self.complete_multipart(key, &upload_id, parts).await;
         match completed {
             Ok(_) => {
                 guard.armed = false;
@@ -199,6 +174,45 @@ impl S3Storage {
                 Err(e)
             }
         }
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String, StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(created
+            .upload_id()
+            .context("S3 returned no upload id")
+            .map_err(StorageError::Other)?
+            .to_owned())
+    }
+
+    /// Makes the object visible, whole.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), StorageError> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
     }
 
     /// Reads the body part by part, keeping at most `concurrency` parts in flight.
@@ -535,20 +549,8 @@ impl Storage for S3Storage {
         offset: u64,
     ) -> Result<Box<dyn Resumable>, StorageError> {
         let saved: S3State = if state.is_empty() {
-            let created = self
-                .client
-                .create_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .send()
-                .await
-                .map_err(sdk_error)?;
             S3State {
-                upload_id: created
-                    .upload_id()
-                    .context("S3 returned no upload id")
-                    .map_err(StorageError::Other)?
-                    .to_owned(),
+                upload_id: self.create_multipart(key.as_str()).await?,
                 ..S3State::default()
             }
         } else {
@@ -670,22 +672,15 @@ impl S3Resumable {
     async fn upload_part(&mut self, data: Bytes) -> Result<(), StorageError> {
         let number = self.state.parts.len() as i32 + 1;
         self.hash.update(&data);
+        let size = data.len() as u64;
         let uploaded = self
             .storage
-            .client
-            .upload_part()
-            .bucket(&self.storage.bucket)
-            .key(&self.key)
-            .upload_id(&self.state.upload_id)
-            .part_number(number)
-            .body(S3Body::from(data.clone()))
-            .send()
-            .await
-            .map_err(sdk_error)?;
+            .upload_part(&self.key, &self.state.upload_id, number, data)
+            .await?;
         self.state.parts.push(StoredPart {
             number,
             etag: uploaded.e_tag().map(str::to_owned),
-            size: data.len() as u64,
+            size,
         });
         Ok(())
     }
@@ -718,14 +713,8 @@ impl Resumable for S3Resumable {
         if wanted != current {
             if let Some((key, size)) = &wanted {
                 self.storage
-                    .client
-                    .put_object()
-                    .bucket(&self.storage.bucket)
-                    .key(key)
-                    .body(S3Body::from(Bytes::copy_from_slice(&self.buffer)))
-                    .send()
-                    .await
-                    .map_err(sdk_error)?;
+                    .put_single(key, Bytes::copy_from_slice(&self.buffer))
+                    .await?;
                 self.state.pending = Some(Pending {
                     key: key.clone(),
                     size: *size,
@@ -783,19 +772,8 @@ impl Resumable for S3Resumable {
             })
             .collect();
         self.storage
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.storage.bucket)
-            .key(&self.key)
-            .upload_id(&self.state.upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(sdk_error)?;
+            .complete_multipart(&self.key, &self.state.upload_id, parts)
+            .await?;
         let size = self.state.parts.iter().map(|p| p.size).sum();
         let prefix = pending_prefix(&self.upload);
         if let Err(e) = self.storage.delete_prefix(&prefix).await {
