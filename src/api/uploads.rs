@@ -325,7 +325,6 @@ pub async fn create(
             transcode,
             metadata: raw_metadata,
             storage: String::new(),
-            sha256: None,
             media_id: None,
         },
         direct_upload_id: grant.direct.as_ref().map(|d| d.id.clone()),
@@ -614,17 +613,17 @@ async fn patch_locked(
         return not_writable(state, id, offset, declared).await;
     };
     if upload.offset != offset {
-        lock.release(&upload).await;
+        lock.release().await;
         return Err(offset_mismatch(&upload));
     }
     let remaining = upload.length - upload.offset;
     if declared == Some(0) && remaining > 0 {
         // Nothing to write (a client probing, or repeating an empty request).
-        lock.release(&upload).await;
+        lock.release().await;
         return Ok(upload);
     }
     if declared.is_some_and(|n| n > remaining) {
-        lock.release(&upload).await;
+        lock.release().await;
         return Err(ApiError::payload_too_large(remaining)
             .with_header(UPLOAD_OFFSET.clone(), value(&upload.offset.to_string())));
     }
@@ -691,7 +690,7 @@ async fn patch_locked(
         (Some(_), Some(_)) => false,
         (None, Some(c)) => {
             if !c.matches() {
-                lock.release(&upload).await;
+                lock.release().await;
                 return Err(checksum_mismatch());
             }
             true
@@ -699,7 +698,7 @@ async fn patch_locked(
         (_, None) => true,
     };
     if !keep {
-        lock.release(&upload).await;
+        lock.release().await;
         return Err(failure.expect("only failures are not kept"));
     }
     // The lock stays only when the upload is about to be completed under it.
@@ -777,7 +776,6 @@ async fn complete_upload(
         Ok(()) | Err(catalog::CatalogError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    upload.data.sha256 = Some(outcome.sha256);
     if upload.data.transcode && upload.data.media_id.is_none() {
         let media = super::media::start_for_upload(state, &record).await?;
         upload.data.media_id = Some(media.id.to_string());
@@ -870,30 +868,36 @@ impl Lock {
         Ok(Some((lock, upload)))
     }
 
+    /// Extends the lock; false when it was lost (the upload ended or was taken over).
     async fn renew(&self) -> Result<bool, ApiError> {
         let now = catalog::now();
-        Ok(self
-            .state
-            .catalog
-            .lock_upload(&self.id, &self.token, now + LOCK_TTL, now)
-            .await?
-            .is_some())
+        Ok(extend(&self.state, &self.id, &self.token, now + LOCK_TTL).await?)
     }
 
-    /// Gives the lock up, leaving `upload` as it was saved.
-    async fn release(&mut self, upload: &UploadRecord) {
+    /// Gives the lock up, leaving the upload as it was last saved.
+    async fn release(&mut self) {
         if self.held {
             self.held = false;
-            if let Err(e) = self
-                .state
-                .catalog
-                .save_upload(upload, &self.token, None, false)
-                .await
-            {
+            if let Err(e) = extend(&self.state, &self.id, &self.token, catalog::now()).await {
                 tracing::warn!(upload = %self.id, error = %e, "could not release an upload's lock; it expires");
             }
         }
     }
+}
+
+/// Moves the lock's expiry to `until`; an expiry of now releases it (the next request finds
+/// it expired), with no read and no write of the upload itself.
+async fn extend(
+    state: &AppState,
+    id: &UploadId,
+    token: &str,
+    until: OffsetDateTime,
+) -> Result<bool, catalog::CatalogError> {
+    Ok(state
+        .catalog
+        .lock_upload(id, token, until, catalog::now())
+        .await?
+        .is_some())
 }
 
 impl Drop for Lock {
@@ -907,12 +911,7 @@ impl Drop for Lock {
         let token = std::mem::take(&mut self.token);
         let id = self.id.clone();
         tokio::spawn(async move {
-            if let Ok(Some(upload)) = state.catalog.get_upload(&id).await {
-                let _ = state
-                    .catalog
-                    .save_upload(&upload, &token, None, false)
-                    .await;
-            }
+            let _ = extend(&state, &id, &token, catalog::now()).await;
         });
     }
 }

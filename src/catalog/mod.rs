@@ -324,8 +324,6 @@ pub struct UploadData {
     pub metadata: String,
     /// The storage backend's resumable state at `offset` (hash state, parts, pending bytes).
     pub storage: String,
-    /// Set once the bytes are in place at the file's key.
-    pub sha256: Option<String>,
     pub media_id: Option<String>,
 }
 

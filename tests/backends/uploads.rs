@@ -52,7 +52,6 @@ fn upload(expires_in: i64, direct: Option<DirectUploadId>) -> UploadRecord {
             transcode: false,
             metadata: "filename YS5iaW4=".into(),
             storage: String::new(),
-            sha256: None,
             media_id: None,
         },
         direct_upload_id: direct,
