@@ -11,7 +11,7 @@ use axum::{
     body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
-    Json,
+    Extension, Json,
 };
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,7 @@ fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
 /// `POST /v1/direct-uploads` (files:write; media:write too to transcode).
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<auth::Caller>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<DirectUploadJson>), ApiError> {
     let request: CreateRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -79,14 +79,12 @@ pub async fn create(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
     };
-    if request.transcode {
-        let caller = auth::caller(&state, &headers).await?;
-        if !caller.is_some_and(|c| c.may(Scope::MediaWrite)) {
-            return Err(ApiError::forbidden(format!(
-                "this key lacks the {} scope needed to transcode",
-                Scope::MediaWrite.as_str()
-            )));
-        }
+    // The route's middleware checked files:write and left the caller for this check.
+    if request.transcode && !caller.may(Scope::MediaWrite) {
+        return Err(ApiError::forbidden(format!(
+            "this key lacks the {} scope needed to transcode",
+            Scope::MediaWrite.as_str()
+        )));
     }
     let limit = state.settings.max_upload_bytes;
     let max_size = request.max_size.unwrap_or(limit);
